@@ -1,0 +1,67 @@
+# nl2sql-observability: `make up` starts the stack, `make test` proves it. `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Go-built backends and tools (otelcol, jaeger, prometheus, promtool, telemetrygen, docker compose v2),
+# cached outside the checkout so a fresh clone on the same machine reuses them.
+export NL2SQL_OBS_TOOLS ?= $(HOME)/.cache/nl2sql-obs/bin
+COMPOSE_FILE ?= compose/docker-compose.yml
+
+.PHONY: help install lint unit stack-check integration test bench tools images up down ps logs demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -e '.[demo,dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv with the package, the demo and the dev tools
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: install ## unit tests (in-memory exporters, no network)
+	$(PY) -m pytest tests/unit
+
+tools: ## build the real backends and tools from their Go modules (cached)
+	scripts/build-tools.sh
+
+stack-check: install tools ## check every config file with the real tools
+	$(PY) -m pytest tests/stack
+
+images: tools ## build local images of the backends from the Go-built binaries
+	scripts/build-images.sh
+
+integration: install images ## testcontainers tests against the real backends
+	$(PY) -m pytest tests/integration
+
+test: lint unit stack-check integration ## everything CI runs
+
+bench: install ## benchmarks (ratios against a baseline run in the same process)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+up: ## start the stack, wait until healthy, print the URLs
+	scripts/up.sh
+
+down: ## stop the stack (keeps the data volumes)
+	docker compose -f $(COMPOSE_FILE) down
+
+ps: ## show the stack's containers and health
+	docker compose -f $(COMPOSE_FILE) ps
+
+logs: ## follow the stack's logs
+	docker compose -f $(COMPOSE_FILE) logs -f --tail=100
+
+demo: install ## run the demo app under opentelemetry-instrument against the running stack
+	OBSERVABILITY_EXPORTER=otlp $(VENV)/bin/opentelemetry-instrument $(VENV)/bin/nl2sql-obs demo $(DEMO_ARGS)
+
+clean: ## stop the stack; removes the data volumes only after asking, or with CONFIRM=yes
+	scripts/clean.sh
