@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Builds the real backends and tools from their official Go modules into $NL2SQL_OBS_TOOLS
+# (default ~/.cache/nl2sql-obs/bin), as static binaries (CGO_ENABLED=0) that run FROM scratch.
+#
+#   scripts/build-tools.sh            # every tool
+#   scripts/build-tools.sh probe jaeger
+#
+# Tools: probe, docker-compose, builder, otelcol-nl2sql, jaeger, prometheus (+ promtool), telemetrygen.
+# Each tool is skipped when it was already built from the same inputs: the stamp is a hash of its
+# wrapper module (tools/NAME/go.mod + go.sum, or collector/manifest.yaml) and the Go version.
+# GOMODCACHE and GOCACHE are Go's defaults, so a second run on the same machine is warm.
+# Cold build times are appended to $NL2SQL_OBS_TOOLS/../build-times.log.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="${NL2SQL_OBS_TOOLS:-$HOME/.cache/nl2sql-obs/bin}"
+CACHE="$(dirname "$TOOLS")"
+STAMPS="$TOOLS/.stamps"
+mkdir -p "$TOOLS" "$STAMPS"
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--trimpath}" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+PAR="${NL2SQL_OBS_GO_PAR:-2}"
+
+command -v go >/dev/null || { echo "build-tools: Go is required (https://go.dev/dl/ or apt-get install golang)" >&2; exit 1; }
+GOVER="$(go env GOVERSION)"
+
+log() { printf 'build-tools: %s\n' "$*" >&2; }
+
+# stamp NAME FILE... -> the hash of the inputs, the Go version and this script's build recipe
+stamp_of() {
+    local name="$1"; shift
+    { echo "$name $GOVER $GOFLAGS $CGO_ENABLED"; cat "$@"; sed -n "/^build_${name//-/_}()/,/^}/p" "$0"; } | sha256sum | cut -c1-32
+}
+up_to_date() { # NAME STAMP BINARY...
+    local name="$1" st="$2"; shift 2
+    [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$st" ]] || return 1
+    local b; for b in "$@"; do [[ -x "$TOOLS/$b" ]] || return 1; done
+}
+timed() { # NAME CMD... : runs CMD, records the wall time
+    local name="$1"; shift
+    local t0=$SECONDS
+    "$@"
+    local dt=$((SECONDS - t0))
+    log "$name built in ${dt}s"
+    echo "$(date -u +%FT%TZ) $name ${dt}s go=$GOVER par=$PAR" >>"$CACHE/build-times.log"
+}
+
+gobuild() { # MODULE_DIR OUT PKG [extra go build args...]
+    local dir="$1" out="$2" pkg="$3"; shift 3
+    (cd "$ROOT/tools/$dir" && go build -p "$PAR" -mod=readonly "$@" -o "$TOOLS/$out.tmp" "$pkg")
+    mv -f "$TOOLS/$out.tmp" "$TOOLS/$out"
+}
+
+build_probe() {
+    gobuild probe probe . -ldflags "-s -w"
+}
+
+build_docker_compose() {
+    gobuild compose docker-compose github.com/docker/compose/v5/cmd \
+        -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=v5.6.0"
+}
+
+build_builder() {
+    gobuild builder builder go.opentelemetry.io/collector/cmd/builder -ldflags "-s -w"
+}
+
+build_jaeger() {
+    # github.com/jaegertracing/jaeger@v1.76.0 is the commit of Jaeger v2.13.0 (tagged v1.76.0 / v2.13.0);
+    # the v2.x tags cannot be used by the go command, and later commits are not served by the module proxy.
+    local v=github.com/jaegertracing/jaeger/internal/version
+    gobuild jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger \
+        -ldflags "-s -w -X $v.latestVersion=v2.13.0 -X $v.commitSHA=v1.76.0 -X $v.date=2025-12-03T00:00:00Z"
+}
+
+build_prometheus() {
+    # remove_all_sd: no service discovery plugins (the stack uses static_configs only).
+    local v=github.com/prometheus/common/version
+    local ld="-s -w -X $v.Version=3.14.0 -X $v.Revision=v0.314.0 -X $v.Branch=v0.314.0 -X $v.BuildUser=nl2sql-obs"
+    gobuild prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd -ldflags "$ld"
+    gobuild prometheus promtool github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd -ldflags "$ld"
+}
+
+build_telemetrygen() {
+    gobuild telemetrygen telemetrygen github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen -ldflags "-s -w"
+}
+
+build_otelcol_nl2sql() {
+    # ocb generates a main module from collector/manifest.yaml (outside the checkout) and compiles it.
+    local src="$CACHE/build/otelcol-nl2sql"
+    rm -rf "$src" && mkdir -p "$src"
+    # output_path and name are ours: rewrite them in a copy of the manifest.
+    python3 - "$ROOT/collector/manifest.yaml" "$src/manifest.yaml" "$src" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+out = []
+in_dist = False
+for line in text.splitlines():
+    if re.match(r"^dist:\s*$", line):
+        in_dist = True
+        out.append(line)
+        out.append(f"  output_path: {sys.argv[3]}")
+        continue
+    if in_dist and re.match(r"^\S", line):
+        in_dist = False
+    if in_dist and re.match(r"^\s+output_path:", line):
+        continue
+    out.append(line)
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PY
+    (cd "$src" && "$TOOLS/builder" --config="$src/manifest.yaml" --ldflags="-s -w")
+    local name
+    name="$(sed -n 's/^[[:space:]]*name:[[:space:]]*//p' "$src/manifest.yaml" | head -1 | tr -d "\"'")"
+    cp -f "$src/${name:-otelcol-nl2sql}" "$TOOLS/otelcol-nl2sql.tmp"
+    mv -f "$TOOLS/otelcol-nl2sql.tmp" "$TOOLS/otelcol-nl2sql"
+}
+
+install_compose_plugin() {
+    local plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+    mkdir -p "$plugins"
+    if ! cmp -s "$TOOLS/docker-compose" "$plugins/docker-compose" 2>/dev/null; then
+        cp -f "$TOOLS/docker-compose" "$plugins/docker-compose.tmp" && mv -f "$plugins/docker-compose.tmp" "$plugins/docker-compose"
+        log "installed $plugins/docker-compose (docker compose $("$TOOLS/docker-compose" version --short 2>/dev/null))"
+    fi
+}
+
+one() {
+    local name="$1" st bins inputs
+    case "$name" in
+        probe)          inputs=("$ROOT/tools/probe/go.mod" "$ROOT/tools/probe/main.go"); bins=(probe) ;;
+        docker-compose) inputs=("$ROOT/tools/compose/go.mod" "$ROOT/tools/compose/go.sum"); bins=(docker-compose) ;;
+        builder)        inputs=("$ROOT/tools/builder/go.mod" "$ROOT/tools/builder/go.sum"); bins=(builder) ;;
+        jaeger)         inputs=("$ROOT/tools/jaeger/go.mod" "$ROOT/tools/jaeger/go.sum"); bins=(jaeger) ;;
+        prometheus|promtool) name=prometheus; inputs=("$ROOT/tools/prometheus/go.mod" "$ROOT/tools/prometheus/go.sum"); bins=(prometheus promtool) ;;
+        telemetrygen)   inputs=("$ROOT/tools/telemetrygen/go.mod" "$ROOT/tools/telemetrygen/go.sum"); bins=(telemetrygen) ;;
+        otelcol|otelcol-nl2sql)
+            name=otelcol-nl2sql
+            [[ -f "$ROOT/collector/manifest.yaml" ]] || { log "collector/manifest.yaml missing"; return 1; }
+            one builder
+            inputs=("$ROOT/collector/manifest.yaml" "$ROOT/tools/builder/go.sum"); bins=(otelcol-nl2sql) ;;
+        *) log "unknown tool: $name"; return 2 ;;
+    esac
+    st="$(stamp_of "$name" "${inputs[@]}")"
+    if up_to_date "$name" "$st" "${bins[@]}"; then
+        log "$name: up to date"
+    else
+        log "$name: building (go $GOVER, -p $PAR)"
+        timed "$name" "build_${name//-/_}"
+        echo "$st" >"$STAMPS/$name"
+    fi
+    [[ "$name" != docker-compose ]] || install_compose_plugin
+}
+
+if (($# == 0)); then
+    set -- probe docker-compose jaeger prometheus telemetrygen otelcol-nl2sql
+fi
+for t in "$@"; do one "$t"; done
