@@ -1,0 +1,312 @@
+"""The SDK configurator: Resource, TracerProvider, MeterProvider and LoggerProvider per the contract.
+
+Loaded by `opentelemetry-instrument` through the `opentelemetry_configurator` entry point
+`nl2sql_observability` (our distro makes it the selected one by defaulting
+`OTEL_PYTHON_CONFIGURATOR`), or called directly by apps that do not use the launcher:
+
+    import nl2sql_observability.configurator as otel
+    otel.configure()
+
+What it sets up:
+- Resource: `service.name` (default `nl2sql`; `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` win),
+  `deployment.environment.name` (default `OBSERVABILITY_ENVIRONMENT`=`local`), `telemetry.distro.*`.
+- Traces: `BaggageSpanProcessor` (contrib) restricted to `tenant.id`, `user.id`, `session.id`, then
+  `BatchSpanProcessor(ScrubbingSpanExporter(exporter))`; sampler from `OTEL_TRACES_SAMPLER*`.
+- Metrics: Views with the contract buckets (durations, GenAI tokens), the trace-based exemplar
+  filter (unless `OTEL_METRICS_EXEMPLAR_FILTER` says otherwise), a periodic reader.
+- Logs: a global LoggerProvider (batch processor + OTLP exporter when logs go to `otlp`), then
+  `nl2sql_observability.logs.configure_logging()`.
+Exporters are chosen by `OBSERVABILITY_EXPORTER` (default `otlp`, see `settings`), per signal by
+`OTEL_<SIGNAL>_EXPORTER`. OTLP endpoint, headers, protocol, timeout and the batch/reader intervals
+come from the standard `OTEL_*` variables, which always win; without
+`OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT` the export timeout is `OBSERVABILITY_EXPORT_TIMEOUT` (5 s)
+so that an unreachable collector never blocks exit for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from opentelemetry import metrics, trace
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.sdk._configuration import _BaseConfigurator
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER, OTEL_SDK_DISABLED
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal.exemplar import TraceBasedExemplarFilter
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from nl2sql_observability import __version__
+from nl2sql_observability import semconv as sc
+from nl2sql_observability.settings import ConfigurationError, ObservabilitySettings, load_settings
+
+__all__ = [
+    "Nl2sqlConfigurator",
+    "Telemetry",
+    "build_resource",
+    "build_telemetry",
+    "configure",
+    "contract_views",
+]
+
+_log = logging.getLogger(__name__)
+Signal = Literal["traces", "metrics", "logs"]
+
+
+@dataclass
+class Telemetry:
+    """The providers built by the configurator. `shutdown()` flushes with bounded time."""
+
+    resource: Resource
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    settings: ObservabilitySettings
+    span_exporters: list[SpanExporter] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            try:
+                provider.shutdown()
+            except Exception:  # pragma: no cover - never raise at exit
+                _log.debug("telemetry shutdown failed", exc_info=True)
+
+    def force_flush(self, timeout_millis: int = 5000) -> None:
+        self.tracer_provider.force_flush(timeout_millis)
+        self.meter_provider.force_flush(timeout_millis)
+        self.logger_provider.force_flush(timeout_millis)
+
+
+def build_resource(settings: ObservabilitySettings) -> Resource:
+    """Contract resource; `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` override our defaults."""
+    defaults = Resource(
+        {
+            sc.SERVICE_NAME: sc.DEFAULT_SERVICE_NAME,
+            sc.DEPLOYMENT_ENVIRONMENT_NAME: settings.environment,
+            sc.TELEMETRY_DISTRO_NAME: sc.DISTRO_NAME,
+            sc.TELEMETRY_DISTRO_VERSION: __version__,
+        }
+    )
+    # Resource.create() adds SDK attributes and the OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME
+    # detector values; it defaults service.name to "unknown_service" when neither is set.
+    from_env = Resource.create()
+    attrs = dict(from_env.attributes)
+    if not os.environ.get("OTEL_SERVICE_NAME", "").strip() and "service.name=" not in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    ):
+        attrs.pop(sc.SERVICE_NAME, None)
+    return defaults.merge(Resource(attrs, from_env.schema_url))
+
+
+def contract_views() -> list[View]:
+    """Histogram bucket Views for the contract instruments (durations and GenAI token usage)."""
+    durations = ExplicitBucketHistogramAggregation(boundaries=sc.DURATION_BUCKETS)
+    tokens = ExplicitBucketHistogramAggregation(boundaries=sc.TOKEN_BUCKETS)
+    views = [View(instrument_name=name, aggregation=durations) for name in sc.DURATION_METRICS]
+    views += [View(instrument_name=name, aggregation=tokens) for name in sc.TOKEN_HISTOGRAMS]
+    return views
+
+
+def _timeout_for(signal: Signal, settings: ObservabilitySettings) -> float | None:
+    """None lets the exporter read OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT; else our bounded default."""
+    if os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TIMEOUT"
+    ):
+        return None
+    return settings.export_timeout
+
+
+def _otlp_span_exporter(settings: ObservabilitySettings) -> SpanExporter:
+    timeout = _timeout_for("traces", settings)
+    if settings.protocol_for("traces") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter(timeout=timeout)
+
+
+def _otlp_metric_exporter(settings: ObservabilitySettings) -> MetricExporter:
+    timeout = _timeout_for("metrics", settings)
+    if settings.protocol_for("metrics") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    return HttpMetricExporter(timeout=timeout)
+
+
+def _otlp_log_exporter(settings: ObservabilitySettings) -> LogRecordExporter:
+    timeout = _timeout_for("logs", settings)
+    if settings.protocol_for("logs") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    return HttpLogExporter(timeout=timeout)
+
+
+def _one_line_json(span: Any) -> str:
+    return str(span.to_json(indent=None)) + os.linesep
+
+
+def _allowed_baggage_key(key: str) -> bool:
+    return key in sc.BAGGAGE_ALLOW_LIST
+
+
+def build_telemetry(
+    settings: ObservabilitySettings | None = None,
+    *,
+    extra_span_processors: Sequence[SpanProcessor] = (),
+    extra_metric_readers: Sequence[MetricReader] = (),
+    shutdown_on_exit: bool = True,
+) -> Telemetry:
+    """Build (without installing globally) the providers for `settings`.
+
+    `extra_*` add e.g. in-memory exporters/readers for tests; they are not scrubbed."""
+    from opentelemetry.processor.baggage import BaggageSpanProcessor
+
+    from nl2sql_observability.scrubbing import ScrubbingSpanExporter
+
+    settings = settings or load_settings()
+    resource = build_resource(settings)
+
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
+    tracer_provider.add_span_processor(BaggageSpanProcessor(_allowed_baggage_key))
+    span_exporters: list[SpanExporter] = []
+    traces = settings.exporter_for("traces")
+    if traces == "otlp":
+        span_exporters.append(_otlp_span_exporter(settings))
+    elif traces == "console":
+        span_exporters.append(ConsoleSpanExporter(out=sys.stdout, formatter=_one_line_json))
+    for exporter in span_exporters:
+        # Scrub before any exporter sees the spans.
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(
+                ScrubbingSpanExporter(exporter), export_timeout_millis=int(settings.export_timeout * 1000)
+            )
+        )
+    for processor in extra_span_processors:
+        tracer_provider.add_span_processor(processor)
+
+    readers: list[MetricReader] = []
+    metrics_to = settings.exporter_for("metrics")
+    if metrics_to == "otlp":
+        readers.append(
+            PeriodicExportingMetricReader(
+                _otlp_metric_exporter(settings), export_timeout_millis=settings.export_timeout * 1000
+            )
+        )
+    elif metrics_to == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        readers.append(
+            PeriodicExportingMetricReader(
+                ConsoleMetricExporter(
+                    out=sys.stdout, formatter=lambda data: data.to_json(indent=None) + os.linesep
+                )
+            )
+        )
+    readers.extend(extra_metric_readers)
+    exemplar_filter = None if os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER) else TraceBasedExemplarFilter()
+    meter_provider = MeterProvider(
+        metric_readers=readers,
+        resource=resource,
+        views=contract_views(),
+        exemplar_filter=exemplar_filter,
+        shutdown_on_exit=shutdown_on_exit,
+    )
+
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
+    if settings.exporter_for("logs") == "otlp":
+        logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                _otlp_log_exporter(settings), export_timeout_millis=int(settings.export_timeout * 1000)
+            )
+        )
+    # console/none: log lines go to stdout through the logging configuration, not via an exporter.
+    return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, span_exporters)
+
+
+_configured: Telemetry | None = None
+_lock = threading.Lock()
+
+
+def configured() -> Telemetry | None:
+    """The telemetry installed by `configure()` in this process, if any."""
+    return _configured
+
+
+def configure(
+    settings: ObservabilitySettings | None = None,
+    *,
+    extra_span_processors: Sequence[SpanProcessor] = (),
+    extra_metric_readers: Sequence[MetricReader] = (),
+    setup_logging: bool = True,
+) -> Telemetry | None:
+    """Build the providers, install them globally, configure logging. Idempotent: a second call
+    returns the first result. Returns None when `OTEL_SDK_DISABLED=true`.
+
+    Raises `ConfigurationError` (one message: variable, value, allowed values) on a bad setting."""
+    global _configured
+    with _lock:
+        if _configured is not None:
+            return _configured
+        if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
+            return None
+        telemetry = build_telemetry(
+            settings, extra_span_processors=extra_span_processors, extra_metric_readers=extra_metric_readers
+        )
+        trace.set_tracer_provider(telemetry.tracer_provider)
+        metrics.set_meter_provider(telemetry.meter_provider)
+        set_logger_provider(telemetry.logger_provider)
+        _configured = telemetry
+    if setup_logging:
+        try:
+            from nl2sql_observability.logs import configure_logging
+
+            configure_logging()
+        except Exception:  # pragma: no cover - logging setup must not stop the app
+            _log.warning("nl2sql_observability: logging setup failed", exc_info=True)
+    return telemetry
+
+
+class Nl2sqlConfigurator(_BaseConfigurator):
+    """`opentelemetry_configurator` entry point `nl2sql_observability`: calls `configure()`.
+
+    A bad setting stops start-up with one message on stderr and exit status 2 (the launcher would
+    otherwise log a traceback and run the app without telemetry)."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        try:
+            configure()
+        except ConfigurationError as exc:
+            fail_startup(exc)
+
+
+def fail_startup(exc: ConfigurationError) -> None:
+    """Print the configuration error and stop the process (SystemExit passes the launcher's
+    `except Exception`)."""
+    sys.stderr.write(f"nl2sql-observability: {exc}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)

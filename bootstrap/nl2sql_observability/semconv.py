@@ -1,0 +1,88 @@
+"""Names from the telemetry contract (DESIGN.md). Dashboards, rules and alerts use exactly these."""
+
+# ruff: noqa: S105 - "token" here means LLM tokens, not secrets
+
+from __future__ import annotations
+
+from typing import Final
+
+# Instrumentation scope
+SCOPE_NAME: Final = "nl2sql_observability"
+
+# Distro identity (resource attributes telemetry.distro.*)
+DISTRO_NAME: Final = "nl2sql-observability"
+
+# Resource
+SERVICE_NAME: Final = "service.name"
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
+TELEMETRY_DISTRO_NAME: Final = "telemetry.distro.name"
+TELEMETRY_DISTRO_VERSION: Final = "telemetry.distro.version"
+DEFAULT_SERVICE_NAME: Final = "nl2sql"
+DEFAULT_ENVIRONMENT: Final = "local"
+
+# Context (baggage keys copied onto every span; only tenant.id ever goes on metrics)
+TENANT_ID: Final = "tenant.id"
+USER_ID: Final = "user.id"
+SESSION_ID: Final = "session.id"
+BAGGAGE_ALLOW_LIST: Final = frozenset({TENANT_ID, USER_ID, SESSION_ID})
+TENANT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+# Span and metric attributes
+ERROR_TYPE: Final = "error.type"
+NODE_NAME: Final = "nl2sql.node.name"
+VALIDATION_OUTCOME: Final = "nl2sql.validation.outcome"
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+OPERATION_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OPERATION_CHAT: Final = "chat"
+DEFAULT_WORKFLOW_NAME: Final = "nl2sql"
+
+# Span names
+WORKFLOW_SPAN_PREFIX: Final = "invoke_workflow "
+NODE_SPAN_PREFIX: Final = "node "
+CHAT_SPAN_PREFIX: Final = "chat "
+
+# Metrics: name, unit
+NODE_DURATION: Final = "nl2sql.node.duration"
+REQUEST_DURATION: Final = "nl2sql.request.duration"
+SQL_VALIDATIONS: Final = "nl2sql.sql.validations"
+LLM_TOKENS: Final = "nl2sql.llm.tokens"
+GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+UNIT_SECONDS: Final = "s"
+UNIT_VALIDATION: Final = "{validation}"
+UNIT_TOKEN: Final = "{token}"
+
+DURATION_METRICS: Final = (NODE_DURATION, REQUEST_DURATION, GEN_AI_CLIENT_OPERATION_DURATION)
+TOKEN_HISTOGRAMS: Final = (GEN_AI_CLIENT_TOKEN_USAGE,)
+
+DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+# GenAI semantic conventions: 1, 4, 16, ... 67108864 (powers of 4).
+TOKEN_BUCKETS: Final[tuple[float, ...]] = tuple(float(4**i) for i in range(14))
+
+# Never a metric attribute (cardinality / privacy).
+FORBIDDEN_METRIC_ATTRIBUTES: Final = frozenset({USER_ID, SESSION_ID, "trace_id", "span_id"})
