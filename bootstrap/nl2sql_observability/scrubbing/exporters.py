@@ -1,0 +1,137 @@
+"""Exporter wrappers that scrub telemetry before any exporter sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, Status
+from opentelemetry.util import types
+
+
+def _scrub_attr_value(value: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value):
+        return tuple(scrub(v) if isinstance(v, str) else v for v in value)
+    return value
+
+
+def _scrub_attributes(attrs: types.Attributes, scrub: Callable[[str], str]) -> types.Attributes:
+    """Return `attrs` itself when nothing changes (the cheap, common case), else a scrubbed copy."""
+    if not attrs:
+        return attrs
+    changed: dict[str, Any] | None = None
+    for key, value in attrs.items():
+        new = _scrub_attr_value(value, scrub)
+        if new is not value and new != value:
+            if changed is None:
+                changed = {}
+            changed[key] = new
+    if changed is None:
+        return attrs
+    merged = {k: changed.get(k, v) for k, v in attrs.items()}
+    copy = BoundedAttributes(maxlen=None, attributes=merged, immutable=True)
+    copy.dropped = getattr(attrs, "dropped", 0)
+    return copy
+
+
+def scrub_span(span: ReadableSpan, scrub: Callable[[str], str]) -> ReadableSpan:
+    """A scrubbed copy of `span`, or `span` itself when it holds nothing to scrub."""
+    name = scrub(span.name)
+    attributes = _scrub_attributes(span.attributes, scrub)
+    events: Sequence[Event] = span.events
+    new_events: list[Event] | None = None
+    for i, event in enumerate(span.events):
+        ev_attrs = _scrub_attributes(event.attributes, scrub)
+        ev_name = scrub(event.name)
+        if ev_attrs is not event.attributes or ev_name != event.name:
+            if new_events is None:
+                new_events = list(span.events[:i])
+            new_events.append(Event(ev_name, ev_attrs, event.timestamp))
+        elif new_events is not None:
+            new_events.append(event)
+    if new_events is not None:
+        bounded_events: BoundedList[Event] = BoundedList(None)
+        bounded_events.extend(new_events)
+        bounded_events.dropped = span.dropped_events
+        events = bounded_events
+    links: Sequence[Link] = span.links
+    new_links: list[Link] | None = None
+    for i, link in enumerate(span.links):
+        link_attrs = _scrub_attributes(link.attributes, scrub)
+        if link_attrs is not link.attributes:
+            if new_links is None:
+                new_links = list(span.links[:i])
+            new_links.append(Link(link.context, link_attrs))
+        elif new_links is not None:
+            new_links.append(link)
+    if new_links is not None:
+        bounded_links: BoundedList[Link] = BoundedList(None)
+        bounded_links.extend(new_links)
+        bounded_links.dropped = span.dropped_links
+        links = bounded_links
+    status = span.status
+    if status.description:
+        description = scrub(status.description)
+        if description != status.description:
+            status = Status(status.status_code, description)
+    if (
+        name == span.name
+        and attributes is span.attributes
+        and new_events is None
+        and new_links is None
+        and status is span.status
+    ):
+        return span
+    return ReadableSpan(
+        name=name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=events,
+        links=links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Wraps an exporter so that span names, attributes (strings and sequences of strings), event and
+    link attributes (e.g. `exception.message`, `exception.stacktrace`) and status descriptions are
+    scrubbed before it sees them. Spans are copied only when something changes."""
+
+    def __init__(self, inner: SpanExporter, scrub: Callable[[str], str] | None = None) -> None:
+        self._inner = inner
+        self._scrub = scrub
+
+    @property
+    def inner(self) -> SpanExporter:
+        return self._inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._scrub is not None:
+            scrub = self._scrub
+        else:
+            from nl2sql_observability.scrubbing import get_scrubber
+
+            scrub = get_scrubber().scrub
+        return self._inner.export([scrub_span(span, scrub) for span in spans])
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def scrub_mapping(values: Mapping[str, Any], scrub: Callable[[str], str]) -> dict[str, Any]:
+    return {k: _scrub_attr_value(v, scrub) for k, v in values.items()}
