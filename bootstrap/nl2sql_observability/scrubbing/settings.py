@@ -34,17 +34,26 @@ class ScrubSettings(BaseSettings):
         )
 
 
+_EXPECTED = {
+    f"{ENV_PREFIX}EXTRA_PATTERNS": 'JSON: a list of regexes ["ACME-\\\\d{6}"] or an object {"kind": "regex"}',
+    f"{ENV_PREFIX}ALLOW": 'JSON: a list of regexes, e.g. ["test@example\\\\.com"]',
+    f"{ENV_PREFIX}IP": "true or false",
+}
+
+
 def load_scrubber() -> Scrubber:
     """Build the scrubber from the environment; raises `ScrubConfigError` naming the bad variable."""
     try:
         settings = ScrubSettings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc'][:1]).upper()}: {err['msg']}"
-            f" (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
-        raise ScrubConfigError(problems) from None
+        problems: dict[str, str] = {}
+        for err in exc.errors():
+            name = f"{ENV_PREFIX}{str(err['loc'][0]).upper() if err['loc'] else '?'}"
+            if name in problems:
+                continue
+            expected = _EXPECTED.get(name, err["msg"])
+            problems[name] = f"{name}={err.get('input')!r} is not valid: expected {expected}"
+        raise ScrubConfigError("; ".join(problems.values())) from None
     except SettingsError as exc:
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
         raise ScrubConfigError(

@@ -1,0 +1,197 @@
+"""Audit events: building (scrubbed, capped), serialising, filtering."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from nl2sql_observability.scrubbing import get_scrubber
+
+SCHEMA_VERSION = 1
+# Contract field order (DESIGN.md, "Audit event").
+FIELDS = (
+    "schema_version",
+    "event_id",
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "tenant_id",
+    "user_id",
+    "session_id",
+    "node",
+    "model",
+    "prompt_text",
+    "response_text",
+    "tokens",
+    "latency_ms",
+    "status",
+    "error_type",
+    "error_message",
+)
+TEXT_FIELDS = ("prompt_text", "response_text", "error_message")
+TRUNCATION_MARKER = "…[TRUNCATED: {n} more chars]"
+
+AuditEvent = dict[str, Any]
+
+
+def format_timestamp(when: datetime) -> str:
+    """RFC 3339, UTC, milliseconds, `Z` — sortable as text (SQLite compares these as strings)."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def now_timestamp() -> str:
+    return format_timestamp(datetime.now(timezone.utc))
+
+
+def cap_text(text: str, limit: int) -> str:
+    """Scrub, then cap at `limit` chars with a visible marker. Very long input is first cut at a
+    whitespace boundary (secrets contain none), so the scrubbing cost stays bounded."""
+    pre_cut = 4 * limit + 65536
+    hidden = 0
+    if len(text) > pre_cut:
+        space = max(text.rfind(ws, pre_cut - 4096, pre_cut) for ws in " \n\t")
+        cut = space if space > 0 else pre_cut
+        hidden = len(text) - cut
+        text = text[:cut]
+    scrubbed = get_scrubber().scrub(text)
+    if len(scrubbed) <= limit and not hidden:
+        return scrubbed
+    more = len(scrubbed) - min(limit, len(scrubbed)) + hidden
+    return scrubbed[:limit] + TRUNCATION_MARKER.format(n=more)
+
+
+def build_event(
+    *,
+    model: str,
+    prompt_text: str,
+    response_text: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    latency_ms: float,
+    status: str,
+    node: str | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    timestamp: str | None = None,
+    text_max_chars: int = 16384,
+) -> AuditEvent:
+    scrub = get_scrubber().scrub
+
+    def short(value: object) -> str | None:
+        return None if value is None else scrub(str(value))[:1024]
+
+    total = (
+        None if input_tokens is None and output_tokens is None else (input_tokens or 0) + (output_tokens or 0)
+    )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": str(uuid.uuid4()),
+        "timestamp": timestamp or now_timestamp(),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "tenant_id": short(tenant_id),
+        "user_id": short(user_id),
+        "session_id": short(session_id),
+        "node": short(node),
+        "model": short(model),
+        "prompt_text": cap_text(str(prompt_text), text_max_chars),
+        "response_text": cap_text(str(response_text), text_max_chars),
+        "tokens": {"input": input_tokens, "output": output_tokens, "total": total},
+        "latency_ms": round(float(latency_ms), 3),
+        "status": status if status in ("ok", "error") else "error",
+        "error_type": short(error_type),
+        "error_message": None if error_message is None else cap_text(str(error_message), text_max_chars),
+    }
+
+
+def encode_line(event: AuditEvent) -> bytes:
+    """One JSON line. Lone surrogates become JSON `\\udXXX` escapes instead of failing to encode."""
+    return (json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+        "utf-8", "backslashreplace"
+    )
+
+
+class CorruptEventError(ValueError):
+    pass
+
+
+def decode_line(line: bytes | str) -> AuditEvent:
+    try:
+        event = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptEventError(str(exc)) from None
+    if not isinstance(event, dict) or "event_id" not in event or "timestamp" not in event:
+        raise CorruptEventError("not an audit event (no event_id/timestamp)")
+    return event
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class FilterError(ValueError):
+    pass
+
+
+def parse_when(value: str, *, name: str, now: datetime | None = None) -> str:
+    """`24h`, `30m`, `7d`, `2w`, `90s` (ago) or an ISO 8601 date/time (UTC if no offset) -> timestamp text."""
+    now = now or datetime.now(timezone.utc)
+    m = _DURATION.match(value)
+    if m:
+        return format_timestamp(now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()]))
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise FilterError(
+            f"{name} {value!r}: expected a duration ago such as 30m, 24h, 7d, 2w or an ISO 8601 time "
+            "such as 2026-11-23 or 2026-11-23T14:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return format_timestamp(when)
+
+
+def normalize_trace_id(value: str) -> str:
+    text = value.strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    if not _TRACE_ID.match(text) or text == "0" * 32:
+        raise FilterError(f"--trace-id {value!r}: expected 32 hexadecimal characters (as shown in Jaeger)")
+    return text
+
+
+@dataclass(frozen=True)
+class Filters:
+    trace_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+    tenant: str | None = None
+    node: str | None = None
+    status: str | None = None
+    limit: int | None = None
+
+    def match(self, event: AuditEvent) -> bool:
+        ts = str(event.get("timestamp", ""))
+        return (
+            (self.trace_id is None or event.get("trace_id") == self.trace_id)
+            and (self.since is None or ts >= self.since)
+            and (self.until is None or ts <= self.until)
+            and (self.tenant is None or event.get("tenant_id") == self.tenant)
+            and (self.node is None or event.get("node") == self.node)
+            and (self.status is None or event.get("status") == self.status)
+        )

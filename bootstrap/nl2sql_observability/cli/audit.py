@@ -1,0 +1,224 @@
+"""`nl2sql-obs audit`: find the prompt behind a trace (`show`) or search the audit log (`search`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+EXIT_NOT_FOUND = 1
+EXIT_ERROR = 2
+
+
+class _CliError(Exception):
+    pass
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--path",
+        type=Path,
+        help="the audit file (events.log; its rotated files are read too) or SQLite database "
+        "(default: OBSERVABILITY_AUDIT_PATH, else the default location of the chosen sink)",
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("file", "sqlite"),
+        help="how the log is stored (default: OBSERVABILITY_AUDIT_SINK, else file;"
+        " a .db/.sqlite path means sqlite)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON event per line (for jq & co)")
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser(
+        "audit",
+        help="read the audit log of LLM prompts and responses",
+        description="Read the persistent, scrubbed audit log of LLM calls.",
+    )
+    commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+
+    show = commands.add_parser(
+        "show",
+        help="every audit event of one trace",
+        description="Print every audit event of a trace, oldest first, prompts and responses in full.",
+    )
+    show.add_argument(
+        "--trace-id", required=True, help="32 hex characters, as shown in Jaeger or in a log line"
+    )
+    _add_source_options(show)
+    show.set_defaults(handler=run_show)
+
+    search = commands.add_parser(
+        "search",
+        help="filter audit events by time, tenant, node, status",
+        description="Print the most recent matching events (oldest first). Times: a duration ago "
+        "(90s, 30m, 24h, 7d, 2w) or ISO 8601 (2026-11-23, 2026-11-23T14:00:00Z; UTC if no offset).",
+    )
+    search.add_argument("--since", help="only events at or after this time (e.g. 24h)")
+    search.add_argument("--until", help="only events at or before this time")
+    search.add_argument("--tenant", help="tenant id")
+    search.add_argument("--node", help="graph node, e.g. generate_sql")
+    search.add_argument("--status", choices=("ok", "error"), help="outcome of the LLM call")
+    search.add_argument("--trace-id", help="only this trace")
+    search.add_argument(
+        "--limit", type=_positive_int, default=50, help="at most this many (the most recent; default 50)"
+    )
+    _add_source_options(search)
+    search.set_defaults(handler=run_search)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Path]:
+    from nl2sql_observability.audit import AuditConfigError, load_audit_settings
+    from nl2sql_observability.audit.sinks import JsonlFileSink, SqliteSink
+
+    try:
+        settings = load_audit_settings()
+    except AuditConfigError as exc:
+        if args.path is None:
+            raise _CliError(str(exc)) from None
+        settings = None
+    sink_kind = args.sink
+    if sink_kind is None and args.path is not None and args.path.suffix in (".db", ".sqlite", ".sqlite3"):
+        sink_kind = "sqlite"
+    if sink_kind is None:
+        sink_kind = settings.sink if settings is not None else "file"
+    if args.path is not None:
+        path = args.path.expanduser()
+    else:
+        assert settings is not None
+        path = settings.model_copy(update={"sink": sink_kind}).resolved_path()
+    if sink_kind == "sqlite":
+        return SqliteSink(path), path
+    backup_count = settings.backup_count if settings is not None else None
+    return JsonlFileSink(path, backup_count=backup_count or 1000), path
+
+
+def _query(args: argparse.Namespace, filters: Any) -> list[dict[str, Any]]:
+    import sqlite3
+
+    from nl2sql_observability.audit.sinks import CorruptLogError
+
+    sink, path = _open(args)
+    try:
+        events = list(sink.query(filters))
+    except FileNotFoundError:
+        raise _CliError(
+            f"no audit log at {path} (set OBSERVABILITY_AUDIT_PATH / OBSERVABILITY_AUDIT_SINK"
+            " or pass --path/--sink)"
+        ) from None
+    except CorruptLogError as exc:
+        raise _CliError(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise _CliError(f"{path} is not a readable audit database: {exc}") from None
+    except OSError as exc:
+        raise _CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        sink.close()
+    events.sort(key=lambda e: (str(e.get("timestamp", "")), str(e.get("event_id", ""))))
+    return events
+
+
+def _indent(text: str | None) -> str:
+    if not text:
+        return "    (empty)"
+    return textwrap.indent(text.rstrip("\n"), "    ", lambda _line: True)
+
+
+def _summary(event: dict[str, Any]) -> str:
+    tokens = event.get("tokens") or {}
+    parts = [
+        str(event.get("timestamp")),
+        f"trace={event.get('trace_id') or '-'}",
+        f"span={event.get('span_id') or '-'}",
+        f"tenant={event.get('tenant_id') or '-'}",
+        f"user={event.get('user_id') or '-'}",
+        f"session={event.get('session_id') or '-'}",
+        f"node={event.get('node') or '-'}",
+        f"model={event.get('model') or '-'}",
+        f"status={event.get('status')}",
+        f"latency={event.get('latency_ms')}ms",
+        f"tokens={tokens.get('input')}/{tokens.get('output')}/{tokens.get('total')}",
+    ]
+    return "  ".join(parts)
+
+
+def _print_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) -> None:
+    out = sys.stdout
+    for i, event in enumerate(events):
+        if as_json:
+            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            continue
+        if full and i:
+            out.write("\n")
+        out.write(_summary(event) + "\n")
+        if event.get("status") == "error" or event.get("error_type"):
+            out.write(f"  error: {event.get('error_type') or '-'}: {event.get('error_message') or ''}\n")
+        if full:
+            out.write("  prompt:\n" + _indent(event.get("prompt_text")) + "\n")
+            out.write("  response:\n" + _indent(event.get("response_text")) + "\n")
+        else:
+            first = (event.get("prompt_text") or "").strip().splitlines()
+            if first:
+                out.write("  prompt: " + textwrap.shorten(first[0], 100, placeholder=" …") + "\n")
+
+
+def _fail(exc: Exception) -> int:
+    print(f"nl2sql-obs audit: error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from nl2sql_observability.audit.events import FilterError, Filters, normalize_trace_id
+
+    try:
+        filters = Filters(trace_id=normalize_trace_id(args.trace_id))
+        events = _query(args, filters)
+    except (FilterError, _CliError) as exc:
+        return _fail(exc)
+    if not events:
+        print(f"nl2sql-obs audit: no audit events for trace {filters.trace_id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    _print_events(events, as_json=args.json, full=True)
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from nl2sql_observability.audit.events import FilterError, Filters, normalize_trace_id, parse_when
+
+    try:
+        since = parse_when(args.since, name="--since") if args.since else None
+        until = parse_when(args.until, name="--until") if args.until else None
+        if since and until and since > until:
+            raise FilterError(f"--since {args.since!r} is after --until {args.until!r}")
+        filters = Filters(
+            trace_id=normalize_trace_id(args.trace_id) if args.trace_id else None,
+            since=since,
+            until=until,
+            tenant=args.tenant,
+            node=args.node,
+            status=args.status,
+            limit=args.limit,
+        )
+        events = _query(args, filters)
+    except (FilterError, _CliError) as exc:
+        return _fail(exc)
+    events = events[-args.limit :]
+    if not events:
+        print("nl2sql-obs audit: no matching audit events", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    _print_events(events, as_json=args.json, full=False)
+    return 0
