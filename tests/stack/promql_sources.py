@@ -1,0 +1,155 @@
+"""Every PromQL expression the stack ships, with where it comes from, and the names it may use."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .conftest import ROOT, load_yaml
+
+GRAFANA = ROOT / "grafana"
+PROM = ROOT / "prometheus"
+
+DURATION = ("bucket", "sum", "count")
+# The telemetry contract (DESIGN.md), as Prometheus 3 names it with UnderscoreEscapingWithSuffixes.
+CONTRACT_LABELS: dict[str, set[str]] = {
+    "nl2sql_node_duration_seconds": {"nl2sql_node_name", "tenant_id", "error_type"},
+    "nl2sql_request_duration_seconds": {"tenant_id", "error_type"},
+    "nl2sql_sql_validations_total": {"nl2sql_validation_outcome", "tenant_id", "error_type"},
+    "nl2sql_llm_tokens_total": {"gen_ai_token_type", "gen_ai_request_model", "gen_ai_provider_name", "tenant_id", "nl2sql_node_name"},
+    "gen_ai_client_token_usage": {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
+                                  "gen_ai_response_model", "gen_ai_token_type", "server_address", "server_port", "tenant_id"},
+    "gen_ai_client_operation_duration_seconds": {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
+                                                 "gen_ai_response_model", "server_address", "server_port", "error_type", "tenant_id"},
+}
+# service.name → job, service.instance.id → instance, plus prometheus.yml's promote_resource_attributes.
+RESOURCE_LABELS = {"job", "instance", "deployment_environment_name", "service_version"}
+HISTOGRAMS = {"nl2sql_node_duration_seconds", "nl2sql_request_duration_seconds", "gen_ai_client_token_usage",
+              "gen_ai_client_operation_duration_seconds"}
+
+
+def contract_metrics() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for base, labels in CONTRACT_LABELS.items():
+        if base in HISTOGRAMS:
+            for suffix in DURATION:
+                out[f"{base}_{suffix}"] = labels | RESOURCE_LABELS | ({"le"} if suffix == "bucket" else set())
+        else:
+            out[base] = labels | RESOURCE_LABELS
+    return out
+
+
+# Span metrics (collector span_metrics connector, namespace traces.span.metrics, unit s): Jaeger SPM and Grafana.
+SPAN_METRICS = {
+    name: {"service_name", "span_name", "span_kind", "status_code", "nl2sql_node_name", "gen_ai_request_model",
+           "tenant_id", "job", "instance", "le"}
+    for name in ("traces_span_metrics_calls_total", "traces_span_metrics_duration_seconds_bucket",
+                 "traces_span_metrics_duration_seconds_sum", "traces_span_metrics_duration_seconds_count")
+}
+COLLECTOR_LABELS = {"job", "instance", "receiver", "exporter", "processor", "transport", "data_type",
+                    "otel_signal", "service_name", "service_instance_id", "service_version"}
+
+
+def is_collector_metric(name: str) -> bool:
+    return re.fullmatch(r"otelcol_[a-z0-9_]+", name) is not None
+
+
+def recording_rules() -> dict[str, set[str]]:
+    """Recorded name → labels it may carry (by-clause labels of its expression, loosely: all known)."""
+    names: dict[str, set[str]] = {}
+    for f in sorted((PROM / "rules").glob("*.yml")):
+        for group in load_yaml(f)["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    names[rule["record"]] = set()
+    return names
+
+
+@dataclass(frozen=True)
+class Expr:
+    where: str
+    grafana: str  # the text as written (may hold Grafana variables)
+
+    @property
+    def promql(self) -> str:
+        """Grafana variables replaced by values of the right kind, so the real parser can judge it."""
+        e = self.grafana.replace("$$", "$")
+        e = e.replace("$__tags", 'service_name="nl2sql"')
+        e = re.sub(r"\$\{?__(rate_interval|interval|range)\}?", "5m", e)
+        e = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", ".*", e)
+        return e
+
+
+def _dashboard_exprs() -> Iterator[Expr]:
+    for f in sorted((GRAFANA / "dashboards").glob("*.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+
+        def panels(ps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for p in ps:
+                yield p
+                yield from panels(p.get("panels", []))
+
+        for p in panels(d.get("panels", [])):
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    yield Expr(f"{f.name} panel {p.get('id')} '{p.get('title')}' {t.get('refId')}", t["expr"])
+        for v in d.get("templating", {}).get("list", []):
+            q = v.get("query")
+            q = q.get("query") if isinstance(q, dict) else q
+            if v.get("type") == "query" and q:
+                m = re.fullmatch(r"\s*label_values\((.+),\s*(\w+)\)\s*", q)
+                yield Expr(f"{f.name} variable {v['name']}", m.group(1) if m else q)
+
+
+def _alert_rule_exprs() -> Iterator[Expr]:
+    for f in sorted((GRAFANA / "provisioning" / "alerting").glob("*.y*ml")):
+        doc = load_yaml(f) or {}
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                for q in rule.get("data", []):
+                    if q.get("datasourceUid") != "__expr__" and "expr" in q.get("model", {}):
+                        yield Expr(f"{f.name} rule {rule['uid']} {q['refId']}", q["model"]["expr"])
+
+
+def _datasource_exprs() -> Iterator[Expr]:
+    for f in sorted((GRAFANA / "provisioning" / "datasources").glob("*.y*ml")):
+        for ds in load_yaml(f).get("datasources", []):
+            for q in ds.get("jsonData", {}).get("tracesToMetrics", {}).get("queries", []):
+                yield Expr(f"{f.name} {ds['uid']} tracesToMetrics '{q['name']}'", q["query"])
+
+
+def _rule_file_exprs() -> Iterator[Expr]:
+    for f in sorted((PROM / "rules").glob("*.yml")) + sorted((PROM / "tests").glob("alert-*.yml")):
+        for group in load_yaml(f)["groups"]:
+            for rule in group["rules"]:
+                yield Expr(f"{f.relative_to(PROM)} {rule.get('record') or rule.get('alert')}", rule["expr"])
+
+
+def all_exprs() -> list[Expr]:
+    return [*_dashboard_exprs(), *_alert_rule_exprs(), *_datasource_exprs(), *_rule_file_exprs()]
+
+
+def selectors(ast: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(ast, dict):
+        if ast.get("type") in ("vectorSelector", "matrixSelector"):
+            yield ast
+        for v in ast.values():
+            yield from selectors(v)
+    elif isinstance(ast, list):
+        for v in ast:
+            yield from selectors(v)
+
+
+def groupings(ast: Any) -> Iterator[str]:
+    if isinstance(ast, dict):
+        if ast.get("type") == "aggregation":
+            yield from ast.get("grouping") or []
+        for v in ast.values():
+            yield from groupings(v)
+    elif isinstance(ast, list):
+        for v in ast:
+            yield from groupings(v)

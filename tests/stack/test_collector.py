@@ -1,0 +1,181 @@
+"""Collector: the ocb manifest matches the configs, and the real binary accepts the configs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT, _free_port, assert_ok, load_yaml, missing, run
+
+COLLECTOR = ROOT / "collector"
+BASE = COLLECTOR / "config.yaml"
+OVERLAY = COLLECTOR / "overlay-vendor.yaml"
+MANIFEST = COLLECTOR / "manifest.yaml"
+KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+VENDOR_ENV = {
+    "OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid",
+    "OTLP_VENDOR_HEADERS": '{"x-honeycomb-team": "test-key", "x-other": "v"}',
+}
+
+
+def used_components(*files: Path) -> dict[str, set[str]]:
+    """Component types (the part before '/') each config file defines, per kind."""
+    used: dict[str, set[str]] = {k: set() for k in KINDS}
+    for f in files:
+        cfg = load_yaml(f) or {}
+        for kind in KINDS:
+            for key in cfg.get(kind) or {}:
+                used[kind].add(key.split("/", 1)[0])
+    return used
+
+
+def gomodcache() -> Path:
+    env = os.environ.get("GOMODCACHE")
+    if env:
+        return Path(env)
+    try:
+        out = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True, timeout=30)
+        return Path(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return Path.home() / "go" / "pkg" / "mod"
+
+
+def escape_module(path: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "!" + m.group(0).lower(), path)
+
+
+def manifest_types() -> dict[str, set[str]]:
+    """Component types of the manifest's modules, read from each module's own metadata.yaml."""
+    manifest = load_yaml(MANIFEST)
+    cache = gomodcache()
+    types: dict[str, set[str]] = {k: set() for k in KINDS}
+    for kind in KINDS:
+        for entry in manifest.get(kind) or []:
+            module, version = entry["gomod"].split()
+            meta = cache / f"{escape_module(module)}@{version}" / "metadata.yaml"
+            if not meta.is_file():
+                missing(f"{module}@{version} is not in GOMODCACHE ({cache}); the collector build downloads it")
+            types[kind].add(load_yaml(meta)["type"])
+    return types
+
+
+def test_manifest_pins_one_release() -> None:
+    manifest = load_yaml(MANIFEST)
+    versions = {e["gomod"].split()[1] for k in KINDS for e in manifest.get(k) or []}
+    assert versions == {"v0.159.0"}, versions
+    assert manifest["dist"]["name"] == "otelcol-nl2sql"
+
+
+def test_manifest_lists_exactly_the_components_the_configs_use() -> None:
+    used = used_components(BASE, OVERLAY)
+    have = manifest_types()
+    for kind in KINDS:
+        assert have[kind] == used[kind], f"{kind}: manifest {sorted(have[kind])} != configs {sorted(used[kind])}"
+
+
+def test_binary_contains_exactly_the_manifest_components(tool: Callable[[str], Path]) -> None:
+    proc = run([tool("otelcol-nl2sql"), "components"])
+    assert_ok(proc)
+    comps = yaml.safe_load(proc.stdout)
+    used = used_components(BASE, OVERLAY)
+    for kind in KINDS:
+        built = {c["name"] for c in comps.get(kind) or []}
+        assert built == used[kind], f"{kind}: binary {sorted(built)} != configs {sorted(used[kind])} (rebuild: make tools)"
+
+
+def test_pipelines_shape() -> None:
+    cfg = load_yaml(BASE)
+    pipes = cfg["service"]["pipelines"]
+    for name, pipe in pipes.items():
+        assert pipe["processors"][0] == "memory_limiter", f"{name}: memory_limiter must come first"
+        assert pipe["processors"][-1] == "batch", f"{name}: batch must come last"
+        assert "redaction" in pipe["processors"], name
+    assert "span_metrics" in pipes["traces"]["exporters"]
+    assert "span_metrics" in pipes["metrics"]["receivers"]
+    for name, exp in cfg["exporters"].items():
+        if name.startswith(("otlp_grpc", "otlp_http")):
+            assert exp["sending_queue"]["storage"] == "file_storage/queue", name
+            assert exp["retry_on_failure"]["enabled"] is True, name
+    assert "health_check" in cfg["service"]["extensions"]
+    readers = cfg["service"]["telemetry"]["metrics"]["readers"]
+    assert readers[0]["pull"]["exporter"]["prometheus"]["port"] == 8888
+
+
+def test_overlay_replaces_every_local_exporter() -> None:
+    overlay = load_yaml(OVERLAY)
+    base = load_yaml(BASE)
+    for name in base["service"]["pipelines"]:
+        exporters = overlay["service"]["pipelines"][name]["exporters"]
+        assert "otlp_http/vendor" in exporters, name
+        assert not {e for e in exporters if e.startswith(("otlp_grpc/jaeger", "otlp_http/prometheus", "debug"))}, name
+
+
+def test_validate_base(tool: Callable[[str], Path]) -> None:
+    assert_ok(run([tool("otelcol-nl2sql"), "validate", f"--config={BASE}"]))
+
+
+def test_validate_base_plus_vendor_overlay(tool: Callable[[str], Path]) -> None:
+    assert_ok(run([tool("otelcol-nl2sql"), "validate", f"--config={BASE}", f"--config={OVERLAY}"], env=VENDOR_ENV))
+
+
+def _local_override(tmp: Path) -> tuple[Path, dict[str, int]]:
+    ports = {name: _free_port() for name in ("grpc", "http", "health", "metrics")}
+    override = {
+        "extensions": {
+            "health_check": {"endpoint": f"127.0.0.1:{ports['health']}"},
+            "file_storage/queue": {"directory": str(tmp / "queue"), "compaction": {"directory": str(tmp / "queue")}},
+        },
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
+                                             "http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
+        # the backends do not exist here: point the exporters at closed local ports
+        "exporters": {"otlp_grpc/jaeger": {"endpoint": "127.0.0.1:9"},
+                      "otlp_http/prometheus": {"endpoint": "http://127.0.0.1:9"}},
+        "service": {"telemetry": {"metrics": {"readers": [
+            {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}}}]}}},
+    }
+    path = tmp / "local.yaml"
+    path.write_text(yaml.safe_dump(override), encoding="utf-8")
+    return path, ports
+
+
+@pytest.mark.timeout(120)
+def test_collector_starts_healthy_and_serves_its_own_metrics(tool: Callable[[str], Path], tmp_path: Path) -> None:
+    """A real start catches what `validate` cannot (regexes, OTTL, storage): healthy within 30s."""
+    otelcol = tool("otelcol-nl2sql")
+    override, ports = _local_override(tmp_path)
+    proc = subprocess.Popen([str(otelcol), f"--config={BASE}", f"--config={override}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        healthy = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=2) as r:
+                    healthy = r.status == 200
+            except OSError:
+                pass
+            if healthy:
+                break
+            time.sleep(0.3)
+        if not healthy:
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+            pytest.fail(f"collector not healthy within 30s (exit {proc.returncode}):\n{err[-4000:]}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=5) as r:
+            body = r.read().decode()
+        assert "otelcol_process_uptime" in body
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

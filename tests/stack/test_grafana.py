@@ -1,0 +1,159 @@
+"""Grafana provisioning: fixed datasource uids, no ${DS_...}, alerting that can start and route."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .conftest import ROOT, load_yaml
+
+GRAFANA = ROOT / "grafana"
+PROV = GRAFANA / "provisioning"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+
+
+def datasource_uids() -> set[str]:
+    return {ds["uid"] for f in (PROV / "datasources").glob("*.y*ml") for ds in load_yaml(f)["datasources"]}
+
+
+def uids_in(obj: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(obj, dict):
+        ds = obj.get("datasource")
+        if isinstance(ds, dict) and "uid" in ds:
+            found.add(ds["uid"])
+        for key in ("datasourceUid",):
+            if isinstance(obj.get(key), str):
+                found.add(obj[key])
+        for v in obj.values():
+            found |= uids_in(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            found |= uids_in(v)
+    return found
+
+
+def test_datasources_have_fixed_uids_and_cross_links() -> None:
+    assert datasource_uids() == {"prometheus", "jaeger"}
+    (f,) = (PROV / "datasources").glob("*.y*ml")
+    by_uid = {ds["uid"]: ds for ds in load_yaml(f)["datasources"]}
+    dest = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert dest == [{"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": dest[0]["urlDisplayLabel"]}]
+    assert by_uid["jaeger"]["jsonData"]["tracesToMetrics"]["datasourceUid"] == "prometheus"
+
+
+def test_no_ds_placeholders_anywhere() -> None:
+    for f in GRAFANA.rglob("*"):
+        if f.is_file():
+            assert "${DS_" not in f.read_text(encoding="utf-8"), f
+
+
+def test_dashboards_and_alerts_use_provisioned_uids() -> None:
+    known = datasource_uids() | {"__expr__", "-- Grafana --", "grafana"}
+    for f in DASHBOARDS:
+        used = uids_in(json.loads(f.read_text(encoding="utf-8")))
+        assert used and used <= known, f"{f.name}: {sorted(used - known)}"
+    for f in (PROV / "alerting").glob("*.y*ml"):
+        used = uids_in(load_yaml(f))
+        assert used <= known, f"{f.name}: {sorted(used - known)}"
+
+
+def test_dashboards_unique_and_complete() -> None:
+    docs = {f.name: json.loads(f.read_text(encoding="utf-8")) for f in DASHBOARDS}
+    uids = [d["uid"] for d in docs.values()]
+    assert len(uids) == len(set(uids))
+    overview = docs["nl2sql-overview.json"]
+    assert overview["uid"] == "nl2sql-overview"
+    assert {v["name"] for v in overview["templating"]["list"]} >= {"env", "tenant"}
+    titles = " | ".join(p["title"] for p in overview["panels"]).lower()
+    for words in ("requests and errors", "p50 / p95 / p99", "p95 latency per node", "validation failure rate",
+                  "tokens per second by tenant", "by model", "llm call latency", "top tenants"):
+        assert words in titles, words
+    # the 5% line on the validation panel, exemplars on latency panels
+    (val,) = [p for p in overview["panels"] if "validation failure rate" in p["title"].lower()]
+    steps = val["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert any(s["value"] == 0.05 for s in steps)
+    assert any(t.get("exemplar") for p in overview["panels"] for t in p.get("targets", []))
+    pipeline = docs["telemetry-pipeline.json"]
+    exprs = " ".join(t["expr"] for p in pipeline["panels"] for t in p["targets"])
+    for name in ("accepted", "refused", "send_failed", "enqueue_failed", "queue_size", "queue_capacity"):
+        assert name in exprs, name
+    for d in docs.values():
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)), d["uid"]
+
+
+def test_alerting_provisioning_can_start_and_route() -> None:
+    alerting = PROV / "alerting"
+    contact = load_yaml(alerting / "contact-points.yaml")
+    policies = load_yaml(alerting / "policies.yaml")
+    rules = load_yaml(alerting / "rules.yaml")
+    receivers = {cp["name"] for cp in contact["contactPoints"]}
+    assert policies["policies"][0]["receiver"] in receivers
+    dashboards = {json.loads(f.read_text(encoding="utf-8"))["uid"] for f in DASHBOARDS}
+    all_rules = [r for g in rules["groups"] for r in g["rules"]]
+    assert {r["uid"] for r in all_rules} == {"nl2sql-node-latency-high", "nl2sql-validation-failure-rate-high", "telemetry-dropped"}
+    for r in all_rules:
+        assert r["for"] == "5m", r["uid"]
+        refs = {q["refId"] for q in r["data"]}
+        assert r["condition"] in refs, r["uid"]
+        assert r["annotations"].get("__dashboardUid__", next(iter(dashboards))) in dashboards
+        for q in r["data"]:
+            if q["datasourceUid"] == "__expr__":
+                assert q["model"]["expression"] in refs, r["uid"]
+
+
+def _grafana_thresholds() -> dict[str, tuple[str, float]]:
+    rules = load_yaml(PROV / "alerting" / "rules.yaml")
+    out = {}
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            expr = next(q["model"]["expr"] for q in r["data"] if q["datasourceUid"] == "prometheus")
+            cond = next(q for q in r["data"] if q["refId"] == r["condition"])["model"]["conditions"][0]["evaluator"]
+            out[expr.strip()] = (cond["type"], float(cond["params"][0]))
+    return out
+
+
+def test_grafana_alert_thresholds_match_the_promtool_tested_mirror() -> None:
+    mirror = load_yaml(ROOT / "prometheus" / "tests" / "alert-conditions.yml")
+    ops = {"gt": ">", "lt": "<"}
+    grafana = _grafana_thresholds()
+    mirrored = {}
+    for g in mirror["groups"]:
+        for r in g["rules"]:
+            m = re.fullmatch(r"\s*(\S+)\s*([<>])\s*([0-9.eE+-]+)\s*", r["expr"])
+            assert m, r["expr"]
+            mirrored[m.group(1)] = (m.group(2), float(m.group(3)), r["for"])
+    assert set(mirrored) == set(grafana)
+    for expr, (op, value) in grafana.items():
+        assert (ops[op], value) == mirrored[expr][:2], expr
+        assert mirrored[expr][2] == "5m"
+
+
+def test_no_literal_dollar_left_unescaped_in_provisioning() -> None:
+    """Grafana expands $VAR in provisioning files: template/PromQL dollars must be written $$."""
+    allowed_env = {"ALERT_WEBHOOK_URL"}
+    for f in PROV.rglob("*.y*ml"):
+        text = "\n".join(line for line in f.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#"))
+        for m in re.finditer(r"(?<!\$)\$(?!\$)\{?(\w+)", text):
+            # the second $ of a $$ pair is preceded by $; skip it
+            if text[m.start() - 1 : m.start()] == "$":
+                continue
+            assert m.group(1) in allowed_env, f"{f.relative_to(ROOT)}: unescaped ${m.group(1)}"
+
+
+def test_grafana_mounts_match_provisioning_paths() -> None:
+    provider = load_yaml(PROV / "dashboards" / "dashboards.yaml")["providers"][0]
+    compose = (ROOT / "compose" / "docker-compose.yml").read_text(encoding="utf-8")
+    assert f"../grafana/dashboards:{provider['options']['path']}:ro" in compose
+    assert "../grafana/provisioning:/etc/grafana/provisioning:ro" in compose
+
+
+def test_dashboard_files_are_dashboards() -> None:
+    for f in DASHBOARDS:
+        d = json.loads(f.read_text(encoding="utf-8"))
+        assert "dashboard" not in d, f"{f.name}: export the dashboard model, not the API wrapper"
+        assert d.get("id") in (None,), f"{f.name}: no numeric id in provisioned dashboards"
+        assert Path(f).suffix == ".json"

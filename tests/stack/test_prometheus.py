@@ -1,0 +1,48 @@
+"""Prometheus: promtool checks the config and rules and runs the rule unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .conftest import ROOT, assert_ok, load_yaml, run
+
+PROM = ROOT / "prometheus"
+
+
+def test_check_config(tool: Callable[[str], Path]) -> None:
+    # also checks every rule file the config loads (rules/*.yml)
+    proc = run([tool("promtool"), "check", "config", PROM / "prometheus.yml"])
+    assert_ok(proc)
+    assert "rules/nl2sql.yml" in proc.stdout + proc.stderr
+
+
+def test_check_rules(tool: Callable[[str], Path]) -> None:
+    files = sorted((PROM / "rules").glob("*.yml")) + sorted((PROM / "tests").glob("alert-*.yml"))
+    assert files
+    assert_ok(run([tool("promtool"), "check", "rules", *files]))
+
+
+def test_rule_unit_tests(tool: Callable[[str], Path]) -> None:
+    tests = sorted((PROM / "tests").glob("*_test.yml"))
+    assert tests
+    assert_ok(run([tool("promtool"), "test", "rules", *tests]))
+
+
+def test_config_has_what_the_stack_needs() -> None:
+    cfg = load_yaml(PROM / "prometheus.yml")
+    assert cfg["otlp"]["translation_strategy"] == "UnderscoreEscapingWithSuffixes"
+    assert "deployment.environment.name" in cfg["otlp"]["promote_resource_attributes"]
+    assert cfg["storage"]["tsdb"]["out_of_order_time_window"]
+    assert cfg["storage"]["exemplars"]["max_exemplars"] > 0
+    targets = {t for job in cfg["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert "collector:8888" in targets, "the collector's own metrics must be scraped"
+
+
+def test_alert_mirror_is_not_loaded_by_the_server() -> None:
+    """Alerting is Grafana's job: the promtool mirror of the conditions stays out of rule_files."""
+    cfg = load_yaml(PROM / "prometheus.yml")
+    assert all("tests" not in f for f in cfg["rule_files"])
+    for f in (PROM / "rules").glob("*.yml"):
+        for group in load_yaml(f)["groups"]:
+            assert all("alert" not in r for r in group["rules"]), f"{f.name}: alerting rule in a server rule file"
