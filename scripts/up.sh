@@ -51,7 +51,19 @@ elif [[ ! -s "$pwfile" ]]; then
 fi
 chmod 644 "$pwfile"
 
-# 3. Start. A pull failure (no registry, unknown tag) gets a hint instead of a wall of text.
+# 3. Images: the environment wins, then $NL2SQL_OBS_TOOLS/../images.env (written by `make images`:
+#    the official image when pullable, else a local FROM-scratch build), then compose/.env's pinned tags.
+images_env="${NL2SQL_OBS_IMAGES_ENV:-$(dirname "$NL2SQL_OBS_TOOLS")/images.env}"
+if [[ -f "$images_env" ]]; then
+  while IFS='=' read -r key value; do
+    case "$key" in
+      COLLECTOR_IMAGE|JAEGER_IMAGE|PROMETHEUS_IMAGE|GRAFANA_IMAGE)
+        [[ -n "${!key:-}" ]] || export "$key=$value" ;;
+    esac
+  done <"$images_env"
+fi
+
+# 4. Start. A pull failure (no registry, unknown tag) gets a hint instead of a wall of text.
 say "starting the stack (${files[*]})"
 if ! out=$("${compose[@]}" "${args[@]}" up -d 2>&1); then
   printf '%s\n' "$out" >&2
@@ -60,16 +72,16 @@ if ! out=$("${compose[@]}" "${args[@]}" up -d 2>&1); then
 
 An image could not be pulled. Either:
   - make the registry reachable (docker login, proxy), or
-  - build local images from the official Go modules:  make images
-    then point the stack at them, e.g.
-      export COLLECTOR_IMAGE=nl2sql-obs/otelcol:0.159.0 JAEGER_IMAGE=nl2sql-obs/jaeger:2.20.0 PROMETHEUS_IMAGE=nl2sql-obs/prometheus:3.14.0
-    (`make images` prints the exact tags). Grafana has no local build: it needs its registry image.
+  - build local images of the collector, Jaeger and Prometheus from their official Go modules:
+      make images && make up
+    (`make images` writes their tags to images.env, which `make up` reads). Grafana has no local
+    build: it needs its registry image (or set GRAFANA_IMAGE to one you have).
 MSG
   fi
   exit 1
 fi
 
-# 4. Wait until every service reports healthy.
+# 5. Wait until every service reports healthy.
 say "waiting up to ${timeout_s}s for the services to become healthy"
 deadline=$((SECONDS + timeout_s))
 services=$("${compose[@]}" "${args[@]}" config --services)
