@@ -25,13 +25,15 @@ so that an unreachable collector never blocks exit for long.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
@@ -73,19 +75,46 @@ class Telemetry:
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
     settings: ObservabilitySettings
-    span_exporters: list[SpanExporter] = field(default_factory=list)
+    network_exporters: list[Any] = field(default_factory=list)
+    _shut_down: bool = False
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush and shut down the three providers in parallel, waiting at most `timeout_s`
+        (default `OBSERVABILITY_SHUTDOWN_TIMEOUT`). Past the deadline the network exporters are shut
+        down so their retry loops stop, and whatever is left is dropped. Never raises.
+        Returns True when everything finished in time."""
+        if self._shut_down:
+            return True
+        self._shut_down = True
+        budget = self.settings.shutdown_timeout if timeout_s is None else timeout_s
+        deadline = time.monotonic() + budget
+        threads = []
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            try:
-                provider.shutdown()
-            except Exception:  # pragma: no cover - never raise at exit
-                _log.debug("telemetry shutdown failed", exc_info=True)
+            thread = threading.Thread(
+                target=_quiet_shutdown, args=(provider,), name="nl2sql-otel-shutdown", daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if all(not t.is_alive() for t in threads):
+            return True
+        for exporter in self.network_exporters:  # abort retry/backoff loops of a dead endpoint
+            _quiet_shutdown(exporter)
+        _log.debug("telemetry shutdown exceeded %.1fs; unsent telemetry dropped", budget)
+        return False
 
     def force_flush(self, timeout_millis: int = 5000) -> None:
         self.tracer_provider.force_flush(timeout_millis)
         self.meter_provider.force_flush(timeout_millis)
         self.logger_provider.force_flush(timeout_millis)
+
+
+def _quiet_shutdown(obj: Any) -> None:
+    try:
+        obj.shutdown()
+    except Exception:  # pragma: no cover - never raise at exit
+        _log.debug("telemetry shutdown failed", exc_info=True)
 
 
 def build_resource(settings: ObservabilitySettings) -> Resource:
@@ -194,9 +223,11 @@ def build_telemetry(
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     tracer_provider.add_span_processor(BaggageSpanProcessor(_allowed_baggage_key))
     span_exporters: list[SpanExporter] = []
+    network: list[Any] = []
     traces = settings.exporter_for("traces")
     if traces == "otlp":
         span_exporters.append(_otlp_span_exporter(settings))
+        network.append(span_exporters[-1])
     elif traces == "console":
         span_exporters.append(ConsoleSpanExporter(out=sys.stdout, formatter=_one_line_json))
     for exporter in span_exporters:
@@ -212,10 +243,9 @@ def build_telemetry(
     readers: list[MetricReader] = []
     metrics_to = settings.exporter_for("metrics")
     if metrics_to == "otlp":
+        network.append(_otlp_metric_exporter(settings))
         readers.append(
-            PeriodicExportingMetricReader(
-                _otlp_metric_exporter(settings), export_timeout_millis=settings.export_timeout * 1000
-            )
+            PeriodicExportingMetricReader(network[-1], export_timeout_millis=settings.export_timeout * 1000)
         )
     elif metrics_to == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
@@ -239,13 +269,12 @@ def build_telemetry(
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     if settings.exporter_for("logs") == "otlp":
+        network.append(_otlp_log_exporter(settings))
         logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(
-                _otlp_log_exporter(settings), export_timeout_millis=int(settings.export_timeout * 1000)
-            )
+            BatchLogRecordProcessor(network[-1], export_timeout_millis=int(settings.export_timeout * 1000))
         )
     # console/none: log lines go to stdout through the logging configuration, not via an exporter.
-    return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, span_exporters)
+    return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, network)
 
 
 _configured: Telemetry | None = None
@@ -275,8 +304,12 @@ def configure(
         if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
             return None
         telemetry = build_telemetry(
-            settings, extra_span_processors=extra_span_processors, extra_metric_readers=extra_metric_readers
+            settings,
+            extra_span_processors=extra_span_processors,
+            extra_metric_readers=extra_metric_readers,
+            shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones
         )
+        atexit.register(telemetry.shutdown)
         trace.set_tracer_provider(telemetry.tracer_provider)
         metrics.set_meter_provider(telemetry.meter_provider)
         set_logger_provider(telemetry.logger_provider)
@@ -304,9 +337,12 @@ class Nl2sqlConfigurator(_BaseConfigurator):
             fail_startup(exc)
 
 
-def fail_startup(exc: ConfigurationError) -> None:
-    """Print the configuration error and stop the process (SystemExit passes the launcher's
-    `except Exception`)."""
+def fail_startup(exc: ConfigurationError) -> NoReturn:
+    """Print the configuration error and stop the process with status 2.
+
+    This runs inside `sitecustomize`, before the app: the launcher swallows exceptions there and a
+    `SystemExit` becomes "Fatal Python error: init_import_site" with a traceback, so `os._exit` is
+    the only way to stop with just the one message. Nothing of the app has run yet."""
     sys.stderr.write(f"nl2sql-observability: {exc}\n")
     sys.stderr.flush()
-    raise SystemExit(2)
+    os._exit(2)

@@ -4,6 +4,8 @@
 - `OBSERVABILITY_ENVIRONMENT`: `deployment.environment.name`, default `local`.
 - `OBSERVABILITY_EXPORT_TIMEOUT`: seconds, default 5, > 0 and <= 60; the OTLP export timeout when
   `OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT` is unset, and the batch processors' export timeout.
+- `OBSERVABILITY_SHUTDOWN_TIMEOUT`: seconds, default 1.5, > 0 and <= 60; the most the process waits
+  at exit to flush telemetry (an unreachable collector costs at most this).
 - `OTEL_EXPORTER_OTLP_PROTOCOL` (and the `_TRACES_`/`_METRICS_`/`_LOGS_` variants):
   `http/protobuf` (default, the OTel spec default) | `grpc`.
 - `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`: `otlp` | `console` | `none`;
@@ -44,6 +46,7 @@ class ObservabilitySettings(BaseSettings):
     exporter: ExporterName = "otlp"
     environment: str = Field(default="local", min_length=1, max_length=255)
     export_timeout: float = Field(default=5.0, gt=0, le=60)
+    shutdown_timeout: float = Field(default=1.5, gt=0, le=60)
     otlp_protocol: Protocol = Field(
         default="http/protobuf", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL")
     )
@@ -108,7 +111,7 @@ def _allowed(field: str) -> str:
     args = [a for a in _flatten(info.annotation) if a is not type(None)]
     if args and all(isinstance(a, str) for a in args):
         return ", ".join(str(a) for a in args)
-    if field == "export_timeout":
+    if field in ("export_timeout", "shutdown_timeout"):
         return "a number of seconds > 0 and <= 60"
     return "a non-empty string of at most 255 characters"
 

@@ -1,0 +1,148 @@
+"""`nl2sql-obs demo`: run the demo NL2SQL app (LangGraph + SQLite + a simulated LLM)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer (allowed: 1 or more)") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 1 or more)")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer (allowed: 0 or more)") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 0 or more)")
+    return number
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number (allowed: 0.0 to 1.0)") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 0.0 to 1.0)")
+    return number
+
+
+def _scale(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number (allowed: 0 or more)") from None
+    if not number >= 0.0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: a finite number >= 0)")
+    return number
+
+
+def _tenants(value: str) -> tuple[str, ...]:
+    from pydantic import ValidationError
+
+    from nl2sql_observability.context import UserContext
+
+    tenants = tuple(t for t in (part.strip() for part in value.split(",")) if t)
+    if not tenants:
+        raise argparse.ArgumentTypeError("no tenant given (allowed: a comma-separated list of tenant ids)")
+    for tenant in tenants:
+        try:
+            UserContext(tenant_id=tenant)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    return tenants
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the demo NL2SQL app (fills the dashboards)",
+        description=(
+            "Run a real LangGraph NL2SQL graph over a SQLite sample database with a simulated, "
+            "seeded LLM. Run it under `opentelemetry-instrument` to use the distro's entry points; "
+            "plain `nl2sql-obs demo` configures telemetry itself (OBSERVABILITY_EXPORTER, default otlp)."
+        ),
+    )
+    parser.add_argument("--requests", type=_non_negative_int, default=20, help="generated questions (20)")
+    parser.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (4)")
+    parser.add_argument(
+        "--tenants",
+        type=_tenants,
+        default=("acme", "globex", "initech"),
+        help="tenant ids (acme,globex,initech)",
+    )
+    parser.add_argument(
+        "--failure-rate", type=_fraction, default=0.1, help="fraction of questions with bad SQL (0.1)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed: same seed, same answers and tokens (42)")
+    parser.add_argument(
+        "--time-scale",
+        type=_scale,
+        default=1.0,
+        help="multiplies the simulated LLM latencies (1.0; 0 = instant)",
+    )
+    parser.add_argument("--db", type=Path, default=None, help="sample SQLite database (created on first run)")
+    parser.add_argument(
+        "--question",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="extra question, asked once by the first tenant (repeatable)",
+    )
+    parser.add_argument("--summary-json", type=Path, default=None, help="write the summary as JSON here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (also when not a TTY)")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from nl2sql_observability.demo.run import (
+            DemoOptions,
+            format_summary,
+            run_demo,
+            write_summary_json,
+        )
+    except ModuleNotFoundError as exc:
+        sys.stderr.write(
+            f"nl2sql-obs demo needs the demo extra ({exc.name} is missing): "
+            "pip install 'nl2sql-observability[demo]'\n"
+        )
+        return 2
+    from nl2sql_observability.settings import ConfigurationError
+
+    if args.requests + len(args.question) == 0:
+        sys.stderr.write("nl2sql-obs demo: nothing to do (--requests 0 and no --question)\n")
+        return 2
+    opts = DemoOptions(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        tenants=args.tenants,
+        failure_rate=args.failure_rate,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        db=args.db,
+        questions=tuple(args.question),
+        progress=not args.no_progress,
+    )
+    try:
+        summary = run_demo(opts)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"nl2sql-observability: {exc}\n")
+        return 2
+    if args.summary_json is not None:
+        write_summary_json(summary, args.summary_json)
+    print(format_summary(summary))
+    return 0

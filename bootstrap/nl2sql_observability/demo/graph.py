@@ -1,0 +1,160 @@
+"""The demo's LangGraph graph: lookup_schema -> generate_sql -> validate_sql -> execute_sql -> answer.
+
+Every node is wrapped by `nl2sql_observability.instrumentation.node`, the LLM calls are observed by
+the `TokenHandler` passed in the run config, SQLite calls by the sqlite3 instrumentation (when
+loaded by `opentelemetry-instrument`). A failed validation ends the request without executing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from pydantic import Field
+
+from nl2sql_observability.context import GraphState
+from nl2sql_observability.demo.db import schema_columns
+from nl2sql_observability.demo.llm import ANSWER_TASK, SQL_TASK, SimulatedChatModel
+from nl2sql_observability.demo.validate import validate_sql
+from nl2sql_observability.instrumentation import fail_current_step, node, record_validation
+
+__all__ = ["NODE_NAMES", "DemoState", "build_graph"]
+
+NODE_NAMES = ("lookup_schema", "generate_sql", "validate_sql", "execute_sql", "answer")
+MAX_ROWS = 20
+
+
+def _merge(left: dict[str, float], right: dict[str, float]) -> dict[str, float]:
+    return {**left, **right}
+
+
+class DemoState(GraphState):
+    """Graph state: the typed user context (from `GraphState`) plus the request's data."""
+
+    index: int
+    question: str
+    schema_text: str = ""
+    sql: str = ""
+    error_type: str | None = None
+    error_message: str | None = None
+    rows: list[list[Any]] = Field(default_factory=list)
+    answer: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    timings_ms: Annotated[dict[str, float], _merge] = Field(default_factory=dict)
+
+
+NodeFn = Callable[[DemoState, RunnableConfig], Awaitable[dict[str, Any]]]
+
+
+def _timed(name: str, fn: NodeFn) -> NodeFn:
+    """Measure the node locally (for the demo's own summary), then wrap it in our node span."""
+
+    async def timed(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            update = await fn(state, config)
+        finally:
+            elapsed_ms = (time.perf_counter() - start) * 1000.0
+        return {**update, "timings_ms": {name: elapsed_ms}}
+
+    timed.__name__ = name
+    return node(name)(timed)
+
+
+def _llm(config: RunnableConfig) -> SimulatedChatModel:
+    llm = (config.get("configurable") or {}).get("llm")
+    if not isinstance(llm, SimulatedChatModel):
+        raise TypeError("the run config must carry the request's model as configurable['llm']")
+    return llm
+
+
+def _rows_text(rows: list[list[Any]]) -> str:
+    shown = "; ".join(", ".join(str(v) for v in row) for row in rows[:5])
+    more = f" (+{len(rows) - 5} more)" if len(rows) > 5 else ""
+    return f"{shown}{more}" if rows else ""
+
+
+def build_graph(db_path: Path) -> Any:
+    """Compile the graph over the sample database at `db_path` (opened read-only)."""
+    schema = schema_columns()
+    uri = f"file:{db_path}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        # module attribute lookup at call time, so the sqlite3 instrumentation sees the connection
+        return sqlite3.connect(uri, uri=True)
+
+    async def lookup_schema(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        conn = connect()
+        try:
+            ddl = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'meta' ORDER BY name"
+            ).fetchall()
+        finally:
+            conn.close()
+        return {"schema_text": "\n".join(row[0] for row in ddl)}
+
+    async def generate_sql(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        reply = await _llm(config).ainvoke(
+            [SystemMessage(f"{SQL_TASK}\nSchema:\n{state.schema_text}"), HumanMessage(state.question)],
+            config=config,
+        )
+        usage = reply.usage_metadata or {"input_tokens": 0, "output_tokens": 0}
+        return {
+            "sql": reply.text.strip(),
+            "input_tokens": state.input_tokens + usage["input_tokens"],
+            "output_tokens": state.output_tokens + usage["output_tokens"],
+        }
+
+    async def validate(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        result = validate_sql(state.sql, schema)
+        if result.ok:
+            record_validation("passed")
+            return {}
+        record_validation("failed", error_type=result.error_type)
+        fail_current_step(result.error_type or "invalid_sql", result.message)
+        return {"error_type": result.error_type, "error_message": result.message}
+
+    async def execute_sql(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        conn = connect()
+        try:
+            rows = conn.execute(state.sql).fetchmany(MAX_ROWS)
+        finally:
+            conn.close()
+        return {"rows": [list(r) for r in rows]}
+
+    async def answer(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        prompt = f"Question: {state.question}\nSQL: {state.sql}\nRows: {_rows_text(state.rows)}"
+        reply = await _llm(config).ainvoke([SystemMessage(ANSWER_TASK), HumanMessage(prompt)], config=config)
+        usage = reply.usage_metadata or {"input_tokens": 0, "output_tokens": 0}
+        return {
+            "answer": reply.text.strip(),
+            "input_tokens": state.input_tokens + usage["input_tokens"],
+            "output_tokens": state.output_tokens + usage["output_tokens"],
+        }
+
+    def after_validation(state: DemoState) -> str:
+        return END if state.error_type is not None else "execute_sql"
+
+    graph = StateGraph(DemoState)
+    for name, fn in (
+        ("lookup_schema", lookup_schema),
+        ("generate_sql", generate_sql),
+        ("validate_sql", validate),
+        ("execute_sql", execute_sql),
+        ("answer", answer),
+    ):
+        graph.add_node(name, cast(Any, _timed(name, fn)))
+    graph.add_edge(START, "lookup_schema")
+    graph.add_edge("lookup_schema", "generate_sql")
+    graph.add_edge("generate_sql", "validate_sql")
+    graph.add_conditional_edges("validate_sql", after_validation, ["execute_sql", END])
+    graph.add_edge("execute_sql", "answer")
+    graph.add_edge("answer", END)
+    return graph.compile()
