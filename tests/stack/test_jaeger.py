@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .conftest import ROOT, assert_ok, load_yaml, run
+import pytest
+import yaml
+
+from .conftest import ROOT, _free_port, assert_ok, load_yaml, run
 
 JAEGER = ROOT / "jaeger" / "config.yaml"
 
@@ -51,3 +59,55 @@ def test_health_check_matches_compose() -> None:
 
 def test_validate(tool: Callable[[str], Path]) -> None:
     assert_ok(run([tool("jaeger"), "validate", f"--config={JAEGER}"]))
+
+
+@pytest.mark.timeout(120)
+def test_jaeger_starts_healthy_with_badger_and_spm(tool: Callable[[str], Path], tmp_path: Path) -> None:
+    """A real start (loopback ports, Badger in a temp dir, Prometheus at a closed local port)."""
+    ports = {k: _free_port() for k in ("health", "http", "grpc", "otlp_grpc", "otlp_http", "metrics")}
+    override = {
+        "extensions": {
+            "healthcheckv2": {"http": {"endpoint": f"127.0.0.1:{ports['health']}"}},
+            "jaeger_query": {"ui": {"config_file": str(ROOT / "jaeger" / "ui-config.json")},
+                             "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
+                             "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"}},
+            "jaeger_storage": {
+                "backends": {"badger_store": {"badger": {"directories": {"keys": str(tmp_path / "keys"), "values": str(tmp_path / "values")}}}},
+                "metric_backends": {"prometheus_store": {"prometheus": {"endpoint": "http://127.0.0.1:9"}}},
+            },
+        },
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{ports['otlp_grpc']}"},
+                                             "http": {"endpoint": f"127.0.0.1:{ports['otlp_http']}"}}}},
+        "service": {"telemetry": {"metrics": {"readers": [
+            {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}}}]}}},
+    }
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(override), encoding="utf-8")
+    proc = subprocess.Popen([str(tool("jaeger")), f"--config={JAEGER}", f"--config={tmp_path / 'local.yaml'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        status = None
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/status", timeout=2) as r:
+                    status = json.load(r)
+                    break
+            except OSError:
+                time.sleep(0.3)
+        if not status or not status.get("healthy"):
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+            pytest.fail(f"jaeger not healthy within 45s (status {status}, exit {proc.returncode}):\n{err[-4000:]}")
+        # the Monitor tab's API is wired to the Prometheus metrics store (which is down here)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/api/metrics/calls?service=nl2sql", timeout=5)
+        except urllib.error.HTTPError as e:
+            assert "metrics query" in e.read().decode(), "SPM is not backed by the Prometheus metrics store"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
