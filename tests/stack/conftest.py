@@ -26,7 +26,6 @@ TOOLS = Path(os.environ.get("NL2SQL_OBS_TOOLS", Path.home() / ".cache" / "nl2sql
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-
 def load_yaml(path: Path) -> Any:
     with path.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
@@ -55,13 +54,25 @@ def tool() -> Callable[[str], Path]:
     return find_tool
 
 
-def run(cmd: list[str | Path], *, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str | Path], *, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, f"{' '.join(proc.args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"{' '.join(proc.args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
 
 
 def _free_port() -> int:
@@ -99,9 +110,15 @@ def promql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromQLParser]:
     (work / "prometheus.yml").write_text("global: {}\n", encoding="utf-8")
     port = _free_port()
     proc = subprocess.Popen(
-        [str(prometheus), f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            str(prometheus),
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .conftest import ROOT, load_yaml
@@ -20,16 +19,42 @@ CONTRACT_LABELS: dict[str, set[str]] = {
     "nl2sql_node_duration_seconds": {"nl2sql_node_name", "tenant_id", "error_type"},
     "nl2sql_request_duration_seconds": {"tenant_id", "error_type"},
     "nl2sql_sql_validations_total": {"nl2sql_validation_outcome", "tenant_id", "error_type"},
-    "nl2sql_llm_tokens_total": {"gen_ai_token_type", "gen_ai_request_model", "gen_ai_provider_name", "tenant_id", "nl2sql_node_name"},
-    "gen_ai_client_token_usage": {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
-                                  "gen_ai_response_model", "gen_ai_token_type", "server_address", "server_port", "tenant_id"},
-    "gen_ai_client_operation_duration_seconds": {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
-                                                 "gen_ai_response_model", "server_address", "server_port", "error_type", "tenant_id"},
+    "nl2sql_llm_tokens_total": {
+        "gen_ai_token_type",
+        "gen_ai_request_model",
+        "gen_ai_provider_name",
+        "tenant_id",
+        "nl2sql_node_name",
+    },
+    "gen_ai_client_token_usage": {
+        "gen_ai_operation_name",
+        "gen_ai_provider_name",
+        "gen_ai_request_model",
+        "gen_ai_response_model",
+        "gen_ai_token_type",
+        "server_address",
+        "server_port",
+        "tenant_id",
+    },
+    "gen_ai_client_operation_duration_seconds": {
+        "gen_ai_operation_name",
+        "gen_ai_provider_name",
+        "gen_ai_request_model",
+        "gen_ai_response_model",
+        "server_address",
+        "server_port",
+        "error_type",
+        "tenant_id",
+    },
 }
 # service.name → job, service.instance.id → instance, plus prometheus.yml's promote_resource_attributes.
 RESOURCE_LABELS = {"job", "instance", "deployment_environment_name", "service_version"}
-HISTOGRAMS = {"nl2sql_node_duration_seconds", "nl2sql_request_duration_seconds", "gen_ai_client_token_usage",
-              "gen_ai_client_operation_duration_seconds"}
+HISTOGRAMS = {
+    "nl2sql_node_duration_seconds",
+    "nl2sql_request_duration_seconds",
+    "gen_ai_client_token_usage",
+    "gen_ai_client_operation_duration_seconds",
+}
 
 
 def contract_metrics() -> dict[str, set[str]]:
@@ -43,15 +68,40 @@ def contract_metrics() -> dict[str, set[str]]:
     return out
 
 
-# Span metrics (collector span_metrics connector, namespace traces.span.metrics, unit s): Jaeger SPM and Grafana.
+# Span metrics (span_metrics connector, namespace traces.span.metrics, unit s): Jaeger SPM and Grafana.
 SPAN_METRICS = {
-    name: {"service_name", "span_name", "span_kind", "status_code", "nl2sql_node_name", "gen_ai_request_model",
-           "tenant_id", "job", "instance", "le"}
-    for name in ("traces_span_metrics_calls_total", "traces_span_metrics_duration_seconds_bucket",
-                 "traces_span_metrics_duration_seconds_sum", "traces_span_metrics_duration_seconds_count")
+    name: {
+        "service_name",
+        "span_name",
+        "span_kind",
+        "status_code",
+        "nl2sql_node_name",
+        "gen_ai_request_model",
+        "tenant_id",
+        "job",
+        "instance",
+        "le",
+    }
+    for name in (
+        "traces_span_metrics_calls_total",
+        "traces_span_metrics_duration_seconds_bucket",
+        "traces_span_metrics_duration_seconds_sum",
+        "traces_span_metrics_duration_seconds_count",
+    )
 }
-COLLECTOR_LABELS = {"job", "instance", "receiver", "exporter", "processor", "transport", "data_type",
-                    "otel_signal", "service_name", "service_instance_id", "service_version"}
+COLLECTOR_LABELS = {
+    "job",
+    "instance",
+    "receiver",
+    "exporter",
+    "processor",
+    "transport",
+    "data_type",
+    "otel_signal",
+    "service_name",
+    "service_instance_id",
+    "service_version",
+}
 
 
 def is_collector_metric(name: str) -> bool:

@@ -42,7 +42,9 @@ def gomodcache() -> Path:
     if env:
         return Path(env)
     try:
-        out = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True, timeout=30)
+        out = subprocess.run(
+            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True, timeout=30
+        )
         return Path(out.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return Path.home() / "go" / "pkg" / "mod"
@@ -62,7 +64,9 @@ def manifest_types() -> dict[str, set[str]]:
             module, version = entry["gomod"].split()
             meta = cache / f"{escape_module(module)}@{version}" / "metadata.yaml"
             if not meta.is_file():
-                missing(f"{module}@{version} is not in GOMODCACHE ({cache}); the collector build downloads it")
+                missing(
+                    f"{module}@{version} is not in GOMODCACHE ({cache}); the collector build downloads it"
+                )
             types[kind].add(load_yaml(meta)["type"])
     return types
 
@@ -78,7 +82,9 @@ def test_manifest_lists_exactly_the_components_the_configs_use() -> None:
     used = used_components(BASE, OVERLAY)
     have = manifest_types()
     for kind in KINDS:
-        assert have[kind] == used[kind], f"{kind}: manifest {sorted(have[kind])} != configs {sorted(used[kind])}"
+        assert have[kind] == used[kind], (
+            f"{kind}: manifest {sorted(have[kind])} != configs {sorted(used[kind])}"
+        )
 
 
 def test_binary_contains_exactly_the_manifest_components(tool: Callable[[str], Path]) -> None:
@@ -88,7 +94,9 @@ def test_binary_contains_exactly_the_manifest_components(tool: Callable[[str], P
     used = used_components(BASE, OVERLAY)
     for kind in KINDS:
         built = {c["name"] for c in comps.get(kind) or []}
-        assert built == used[kind], f"{kind}: binary {sorted(built)} != configs {sorted(used[kind])} (rebuild: make tools)"
+        assert built == used[kind], (
+            f"{kind}: binary {sorted(built)} != configs {sorted(used[kind])} (rebuild: make tools)"
+        )
 
 
 def test_pipelines_shape() -> None:
@@ -115,7 +123,9 @@ def test_overlay_replaces_every_local_exporter() -> None:
     for name in base["service"]["pipelines"]:
         exporters = overlay["service"]["pipelines"][name]["exporters"]
         assert "otlp_http/vendor" in exporters, name
-        assert not {e for e in exporters if e.startswith(("otlp_grpc/jaeger", "otlp_http/prometheus", "debug"))}, name
+        assert not {
+            e for e in exporters if e.startswith(("otlp_grpc/jaeger", "otlp_http/prometheus", "debug"))
+        }, name
 
 
 def test_validate_base(tool: Callable[[str], Path]) -> None:
@@ -123,7 +133,9 @@ def test_validate_base(tool: Callable[[str], Path]) -> None:
 
 
 def test_validate_base_plus_vendor_overlay(tool: Callable[[str], Path]) -> None:
-    assert_ok(run([tool("otelcol-nl2sql"), "validate", f"--config={BASE}", f"--config={OVERLAY}"], env=VENDOR_ENV))
+    assert_ok(
+        run([tool("otelcol-nl2sql"), "validate", f"--config={BASE}", f"--config={OVERLAY}"], env=VENDOR_ENV)
+    )
 
 
 def _local_override(tmp: Path) -> tuple[Path, dict[str, int]]:
@@ -131,15 +143,37 @@ def _local_override(tmp: Path) -> tuple[Path, dict[str, int]]:
     override = {
         "extensions": {
             "health_check": {"endpoint": f"127.0.0.1:{ports['health']}"},
-            "file_storage/queue": {"directory": str(tmp / "queue"), "compaction": {"directory": str(tmp / "queue")}},
+            "file_storage/queue": {
+                "directory": str(tmp / "queue"),
+                "compaction": {"directory": str(tmp / "queue")},
+            },
         },
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                                             "http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
+                    "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
+                }
+            }
+        },
         # the backends do not exist here: point the exporters at closed local ports
-        "exporters": {"otlp_grpc/jaeger": {"endpoint": "127.0.0.1:9"},
-                      "otlp_http/prometheus": {"endpoint": "http://127.0.0.1:9"}},
-        "service": {"telemetry": {"metrics": {"readers": [
-            {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}}}]}}},
+        "exporters": {
+            "otlp_grpc/jaeger": {"endpoint": "127.0.0.1:9"},
+            "otlp_http/prometheus": {"endpoint": "http://127.0.0.1:9"},
+        },
+        "service": {
+            "telemetry": {
+                "metrics": {
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}
+                            }
+                        }
+                    ]
+                }
+            }
+        },
     }
     path = tmp / "local.yaml"
     path.write_text(yaml.safe_dump(override), encoding="utf-8")
@@ -147,12 +181,18 @@ def _local_override(tmp: Path) -> tuple[Path, dict[str, int]]:
 
 
 @pytest.mark.timeout(120)
-def test_collector_starts_healthy_and_serves_its_own_metrics(tool: Callable[[str], Path], tmp_path: Path) -> None:
+def test_collector_starts_healthy_and_serves_its_own_metrics(
+    tool: Callable[[str], Path], tmp_path: Path
+) -> None:
     """A real start catches what `validate` cannot (regexes, OTTL, storage): healthy within 30s."""
     otelcol = tool("otelcol-nl2sql")
     override, ports = _local_override(tmp_path)
-    proc = subprocess.Popen([str(otelcol), f"--config={BASE}", f"--config={override}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(otelcol), f"--config={BASE}", f"--config={override}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         healthy = False

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,9 @@ def render(*files: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     e = {k: v for k, v in os.environ.items() if k not in DESIGN_TAGS and k != "COMPOSE_FILE"}
     e["PROBE_BIN"] = "/nonexistent/probe"
     e.update(env or {})
-    proc = subprocess.run([*cmd, "config", "--format", "json"], capture_output=True, text=True, env=e, check=False, cwd=ROOT)
+    proc = subprocess.run(
+        [*cmd, "config", "--format", "json"], capture_output=True, text=True, env=e, check=False, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
 
@@ -56,7 +57,10 @@ def test_config_quiet() -> None:
 
 def test_vendor_overlay_config() -> None:
     cmd = compose_cli()
-    proc = run([*cmd, "-f", COMPOSE, "-f", VENDOR, "config", "-q"], env={"OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid"})
+    proc = run(
+        [*cmd, "-f", COMPOSE, "-f", VENDOR, "config", "-q"],
+        env={"OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid"},
+    )
     assert_ok(proc)
     rendered = render(COMPOSE, VENDOR, env={"OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid"})
     col = rendered["services"]["collector"]
@@ -72,7 +76,9 @@ def test_every_published_port_is_on_loopback() -> None:
 
 def test_images_pinned_and_overridable() -> None:
     env_lines = dict(
-        line.split("=", 1) for line in ENV_FILE.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")
+        line.split("=", 1)
+        for line in ENV_FILE.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
     )
     raw = load_yaml(COMPOSE)
     for var, tag in DESIGN_TAGS.items():
@@ -99,14 +105,23 @@ def test_health_gated_with_limits_and_volumes() -> None:
         for v in svc["volumes"]:
             if v["type"] == "bind" and v["target"] != "/probe":
                 assert v.get("read_only"), f"{name}: config mount {v['target']} must be read-only"
-    named = {v["source"]: (name, v["target"]) for name, s in services.items() for v in s["volumes"] if v["type"] == "volume"}
+    named = {
+        v["source"]: (name, v["target"])
+        for name, s in services.items()
+        for v in s["volumes"]
+        if v["type"] == "volume"
+    }
     assert set(named) == {"collector-queue", "jaeger-badger", "prometheus-data", "grafana-data"}
     assert services["collector"]["depends_on"].keys() == {"jaeger", "prometheus"}
     # commands carry every argument (local FROM-scratch images have only an ENTRYPOINT)
     for name in ("collector", "jaeger", "prometheus"):
         assert services[name]["command"], name
     prom = " ".join(services["prometheus"]["command"])
-    for flag in ("--web.enable-otlp-receiver", "--enable-feature=exemplar-storage", "--storage.tsdb.retention.time=15d"):
+    for flag in (
+        "--web.enable-otlp-receiver",
+        "--enable-feature=exemplar-storage",
+        "--storage.tsdb.retention.time=15d",
+    ):
         assert flag in prom
 
 

@@ -40,7 +40,9 @@ def test_datasources_have_fixed_uids_and_cross_links() -> None:
     (f,) = (PROV / "datasources").glob("*.y*ml")
     by_uid = {ds["uid"]: ds for ds in load_yaml(f)["datasources"]}
     dest = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
-    assert dest == [{"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": dest[0]["urlDisplayLabel"]}]
+    assert dest == [
+        {"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": dest[0]["urlDisplayLabel"]}
+    ]
     assert by_uid["jaeger"]["jsonData"]["tracesToMetrics"]["datasourceUid"] == "prometheus"
 
 
@@ -54,7 +56,8 @@ def test_dashboards_and_alerts_use_provisioned_uids() -> None:
     known = datasource_uids() | {"__expr__", "-- Grafana --", "grafana"}
     for f in DASHBOARDS:
         used = uids_in(json.loads(f.read_text(encoding="utf-8")))
-        assert used and used <= known, f"{f.name}: {sorted(used - known)}"
+        assert used, f.name
+        assert used <= known, f"{f.name}: {sorted(used - known)}"
     for f in (PROV / "alerting").glob("*.y*ml"):
         used = uids_in(load_yaml(f))
         assert used <= known, f"{f.name}: {sorted(used - known)}"
@@ -68,8 +71,16 @@ def test_dashboards_unique_and_complete() -> None:
     assert overview["uid"] == "nl2sql-overview"
     assert {v["name"] for v in overview["templating"]["list"]} >= {"env", "tenant"}
     titles = " | ".join(p["title"] for p in overview["panels"]).lower()
-    for words in ("requests and errors", "p50 / p95 / p99", "p95 latency per node", "validation failure rate",
-                  "tokens per second by tenant", "by model", "llm call latency", "top tenants"):
+    for words in (
+        "requests and errors",
+        "p50 / p95 / p99",
+        "p95 latency per node",
+        "validation failure rate",
+        "tokens per second by tenant",
+        "by model",
+        "llm call latency",
+        "top tenants",
+    ):
         assert words in titles, words
     # the 5% line on the validation panel, exemplars on latency panels
     (val,) = [p for p in overview["panels"] if "validation failure rate" in p["title"].lower()]
@@ -94,7 +105,11 @@ def test_alerting_provisioning_can_start_and_route() -> None:
     assert policies["policies"][0]["receiver"] in receivers
     dashboards = {json.loads(f.read_text(encoding="utf-8"))["uid"] for f in DASHBOARDS}
     all_rules = [r for g in rules["groups"] for r in g["rules"]]
-    assert {r["uid"] for r in all_rules} == {"nl2sql-node-latency-high", "nl2sql-validation-failure-rate-high", "telemetry-dropped"}
+    assert {r["uid"] for r in all_rules} == {
+        "nl2sql-node-latency-high",
+        "nl2sql-validation-failure-rate-high",
+        "telemetry-dropped",
+    }
     for r in all_rules:
         assert r["for"] == "5m", r["uid"]
         refs = {q["refId"] for q in r["data"]}
@@ -111,7 +126,9 @@ def _grafana_thresholds() -> dict[str, tuple[str, float]]:
     for g in rules["groups"]:
         for r in g["rules"]:
             expr = next(q["model"]["expr"] for q in r["data"] if q["datasourceUid"] == "prometheus")
-            cond = next(q for q in r["data"] if q["refId"] == r["condition"])["model"]["conditions"][0]["evaluator"]
+            cond = next(q for q in r["data"] if q["refId"] == r["condition"])["model"]["conditions"][0][
+                "evaluator"
+            ]
             out[expr.strip()] = (cond["type"], float(cond["params"][0]))
     return out
 
@@ -136,7 +153,9 @@ def test_no_literal_dollar_left_unescaped_in_provisioning() -> None:
     """Grafana expands $VAR in provisioning files: template/PromQL dollars must be written $$."""
     allowed_env = {"ALERT_WEBHOOK_URL"}
     for f in PROV.rglob("*.y*ml"):
-        text = "\n".join(line for line in f.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#"))
+        text = "\n".join(
+            line for line in f.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")
+        )
         for m in re.finditer(r"(?<!\$)\$(?!\$)\{?(\w+)", text):
             # the second $ of a $$ pair is preceded by $; skip it
             if text[m.start() - 1 : m.start()] == "$":

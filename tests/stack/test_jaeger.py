@@ -43,8 +43,12 @@ def test_spm_reads_the_span_metrics_the_collector_writes() -> None:
     assert prom["metric_namespace"] == span_metrics["namespace"].replace(".", "_")
     assert prom["latency_unit"] == span_metrics["histogram"]["unit"]
     # Prometheus 3 with UnderscoreEscapingWithSuffixes adds _total and the unit: Jaeger must expect both.
-    assert prom["normalize_calls"] is True and prom["normalize_duration"] is True
-    assert cfg["extensions"]["jaeger_query"]["storage"]["metrics"] in cfg["extensions"]["jaeger_storage"]["metric_backends"]
+    assert prom["normalize_calls"] is True
+    assert prom["normalize_duration"] is True
+    assert (
+        cfg["extensions"]["jaeger_query"]["storage"]["metrics"]
+        in cfg["extensions"]["jaeger_storage"]["metric_backends"]
+    )
     assert prom["endpoint"] == "http://prometheus:9090"
 
 
@@ -68,22 +72,54 @@ def test_jaeger_starts_healthy_with_badger_and_spm(tool: Callable[[str], Path], 
     override = {
         "extensions": {
             "healthcheckv2": {"http": {"endpoint": f"127.0.0.1:{ports['health']}"}},
-            "jaeger_query": {"ui": {"config_file": str(ROOT / "jaeger" / "ui-config.json")},
-                             "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                             "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"}},
+            "jaeger_query": {
+                "ui": {"config_file": str(ROOT / "jaeger" / "ui-config.json")},
+                "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
+                "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
+            },
             "jaeger_storage": {
-                "backends": {"badger_store": {"badger": {"directories": {"keys": str(tmp_path / "keys"), "values": str(tmp_path / "values")}}}},
+                "backends": {
+                    "badger_store": {
+                        "badger": {
+                            "directories": {
+                                "keys": str(tmp_path / "keys"),
+                                "values": str(tmp_path / "values"),
+                            }
+                        }
+                    }
+                },
                 "metric_backends": {"prometheus_store": {"prometheus": {"endpoint": "http://127.0.0.1:9"}}},
             },
         },
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{ports['otlp_grpc']}"},
-                                             "http": {"endpoint": f"127.0.0.1:{ports['otlp_http']}"}}}},
-        "service": {"telemetry": {"metrics": {"readers": [
-            {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}}}]}}},
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"127.0.0.1:{ports['otlp_grpc']}"},
+                    "http": {"endpoint": f"127.0.0.1:{ports['otlp_http']}"},
+                }
+            }
+        },
+        "service": {
+            "telemetry": {
+                "metrics": {
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}
+                            }
+                        }
+                    ]
+                }
+            }
+        },
     }
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(override), encoding="utf-8")
-    proc = subprocess.Popen([str(tool("jaeger")), f"--config={JAEGER}", f"--config={tmp_path / 'local.yaml'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(tool("jaeger")), f"--config={JAEGER}", f"--config={tmp_path / 'local.yaml'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         status = None
         deadline = time.monotonic() + 45
@@ -97,12 +133,15 @@ def test_jaeger_starts_healthy_with_badger_and_spm(tool: Callable[[str], Path], 
         if not status or not status.get("healthy"):
             proc.terminate()
             _, err = proc.communicate(timeout=20)
-            pytest.fail(f"jaeger not healthy within 45s (status {status}, exit {proc.returncode}):\n{err[-4000:]}")
+            pytest.fail(
+                f"jaeger not healthy within 45s (status {status}, exit {proc.returncode}):\n{err[-4000:]}"
+            )
         # the Monitor tab's API is wired to the Prometheus metrics store (which is down here)
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/api/metrics/calls?service=nl2sql", timeout=5)
-        except urllib.error.HTTPError as e:
-            assert "metrics query" in e.read().decode(), "SPM is not backed by the Prometheus metrics store"
+        url = f"http://127.0.0.1:{ports['http']}/api/metrics/calls?service=nl2sql"
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(url, timeout=5)
+        body = raised.value.read().decode()
+        assert "metrics query" in body, f"SPM is not backed by the Prometheus metrics store: {body}"
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -45,4 +45,6 @@ def test_alert_mirror_is_not_loaded_by_the_server() -> None:
     assert all("tests" not in f for f in cfg["rule_files"])
     for f in (PROM / "rules").glob("*.yml"):
         for group in load_yaml(f)["groups"]:
-            assert all("alert" not in r for r in group["rules"]), f"{f.name}: alerting rule in a server rule file"
+            assert all("alert" not in r for r in group["rules"]), (
+                f"{f.name}: alerting rule in a server rule file"
+            )

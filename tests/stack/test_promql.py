@@ -11,6 +11,7 @@ from .promql_sources import (
     COLLECTOR_LABELS,
     RESOURCE_LABELS,
     SPAN_METRICS,
+    Expr,
     all_exprs,
     contract_metrics,
     groupings,
@@ -24,15 +25,18 @@ EXPRS = all_exprs()
 
 def test_there_are_expressions_from_every_source() -> None:
     wheres = " ".join(e.where for e in EXPRS)
-    for source in ("nl2sql-overview.json", "telemetry-pipeline.json", "rules.yaml", "datasources.yaml", "rules/nl2sql.yml"):
+    for source in (
+        "nl2sql-overview.json",
+        "telemetry-pipeline.json",
+        "rules.yaml",
+        "datasources.yaml",
+        "rules/nl2sql.yml",
+    ):
         assert source in wheres, source
 
 
 @pytest.mark.parametrize("expr", EXPRS, ids=[e.where for e in EXPRS])
-def test_expression_parses_and_uses_known_names(expr: "object", promql: PromQLParser) -> None:
-    from .promql_sources import Expr
-
-    assert isinstance(expr, Expr)
+def test_expression_parses_and_uses_known_names(expr: Expr, promql: PromQLParser) -> None:
     try:
         ast = promql.parse(expr.promql)
     except ValueError as err:
@@ -54,7 +58,10 @@ def test_expression_parses_and_uses_known_names(expr: "object", promql: PromQLPa
         elif name == "up":
             allowed = {"job", "instance"}
         else:
-            pytest.fail(f"{expr.where}: metric {name!r} is not in the contract, the recording rules, the span metrics or the collector's own metrics")
+            pytest.fail(
+                f"{expr.where}: metric {name!r} is not in the contract, the recording rules, "
+                "the span metrics or the collector's own metrics"
+            )
         for m in sel["matchers"]:
             if m["name"] != "__name__":
                 assert m["name"] in allowed, f"{expr.where}: {name} has no label {m['name']!r}"
