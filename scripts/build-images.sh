@@ -9,6 +9,7 @@
 # A local image is rebuilt only when its binary changed (label org.nl2sql-obs.binary-sha256).
 # Grafana is neither pulled nor built here.
 #
+#   scripts/build-images.sh [collector] [jaeger] [prometheus]   (default: all three)
 #   NL2SQL_OBS_PULL=never   don't try the registry (always use/build local images)
 #   NL2SQL_OBS_PULL=always  try the registry even when a local build exists (default: try, then build)
 set -euo pipefail
@@ -107,9 +108,10 @@ mkdir -p "$(dirname "$ENV_FILE")"
     echo "# written by scripts/build-images.sh on $(date -u +%FT%TZ); source it or pass it to compose --env-file"
     echo "NL2SQL_OBS_TOOLS=$TOOLS"
 } >"$ENV_FILE.tmp"
-choose COLLECTOR_IMAGE "$OFFICIAL_COLLECTOR" collector nl2sql-obs/otelcol:0.159.0-local "var/lib/otelcol/queue" otelcol-nl2sql
-choose JAEGER_IMAGE "$OFFICIAL_JAEGER" jaeger nl2sql-obs/jaeger:2.13.0-local "badger/keys badger/values" jaeger
-choose PROMETHEUS_IMAGE "$OFFICIAL_PROMETHEUS" prometheus nl2sql-obs/prometheus:v3.14.0-local "prometheus" prometheus promtool
+wanted=" ${*:-collector jaeger prometheus} "
+[[ "$wanted" != *" collector "* ]] || choose COLLECTOR_IMAGE "$OFFICIAL_COLLECTOR" collector nl2sql-obs/otelcol:0.159.0-local "var/lib/otelcol/queue" otelcol-nl2sql
+[[ "$wanted" != *" jaeger "* ]] || choose JAEGER_IMAGE "$OFFICIAL_JAEGER" jaeger nl2sql-obs/jaeger:2.13.0-local "badger/keys badger/values" jaeger
+[[ "$wanted" != *" prometheus "* ]] || choose PROMETHEUS_IMAGE "$OFFICIAL_PROMETHEUS" prometheus nl2sql-obs/prometheus:v3.14.0-local "prometheus" prometheus promtool
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 log "wrote $ENV_FILE:"
 grep -v '^#' "$ENV_FILE" | sed 's/^/  /' >&2

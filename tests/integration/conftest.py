@@ -1,0 +1,168 @@
+"""Integration fixtures: the project's compose stack on local or official images, via testcontainers.
+
+`make integration` (and CI) first runs scripts/build-tools.sh and scripts/build-images.sh, which
+write the image names to images.env; this conftest points compose's image variables at them,
+gives the run its own compose project name, ports and volumes, and removes everything at the end.
+In CI (CI=true) a skipped integration test is turned into a failure, except the ones that need a
+Grafana server, which skip with the reason "no Grafana image on this machine".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from stackkit import (
+    BACKENDS,
+    COMPOSE_FILE,
+    FIGURES,
+    IMAGES_ENV,
+    ROOT,
+    TOOLS,
+    Stack,
+    read_env_file,
+    wait_until,
+)
+
+GRAFANA_SKIP_REASON = "no Grafana image on this machine"
+
+# testcontainers, offline: no Ryuk (its image cannot be pulled; fixtures clean up), and talk to the
+# Docker engine on this host, not to the bridge gateway it would pick inside a container.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+os.environ.setdefault("TC_HOST", "127.0.0.1")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """CI=true: any skip of an integration test is a failure, except the Grafana-server ones."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not _in_ci() or not report.skipped:
+        return
+    if not Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+        return
+    reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if GRAFANA_SKIP_REASON in reason:
+        return
+    report.outcome = "failed"
+    report.longrepr = f"integration test skipped in CI (CI=true), which counts as a failure: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FIGURES.values:
+        return
+    terminalreporter.section("nl2sql-observability integration figures")
+    width = max(len(k) for k in FIGURES.values)
+    for name, value in FIGURES.values.items():
+        terminalreporter.write_line(f"{name:<{width}}  {value}")
+
+
+def _docker_ok() -> str | None:
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed (scripts/ci-prerequisites.sh installs it)"
+    proc = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False, timeout=60)
+    if proc.returncode != 0:
+        return f"no Docker engine: {proc.stderr.strip()[:300]}"
+    proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return "no `docker compose` v2 plugin (scripts/build-tools.sh docker-compose installs it)"
+    return None
+
+
+def _image_env() -> dict[str, str]:
+    """Compose variables: images from images.env (environment wins), the probe, a Grafana secret."""
+    env: dict[str, str] = {}
+    if IMAGES_ENV.exists():
+        env.update(read_env_file(IMAGES_ENV))
+    for key in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    env.setdefault("PROBE_BIN", str(TOOLS / "probe"))
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack (collector, Jaeger, Prometheus) up and healthy, with fresh volumes; removed after."""
+    problem = _docker_ok()
+    if problem:
+        pytest.skip(problem)
+    env = _image_env()
+    missing = [k for k in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE") if k not in env]
+    if missing:
+        pytest.skip(f"{IMAGES_ENV} lacks {missing}: run `make images` (scripts/build-images.sh)")
+    if not Path(env["PROBE_BIN"]).exists():
+        pytest.skip(f"{env['PROBE_BIN']} missing: run scripts/build-tools.sh probe")
+    for key in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE"):
+        proc = subprocess.run(["docker", "image", "inspect", env[key]], capture_output=True, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"image {env[key]} ({key}) is not on this machine: run `make images`")
+
+    secret = tmp_path_factory.mktemp("grafana") / "admin-password"
+    secret.write_text("not-used-by-the-integration-tests\n")
+    env["GRAFANA_ADMIN_PASSWORD_FILE"] = str(secret)
+    s = Stack(env=env)
+
+    from testcontainers.compose import DockerCompose
+
+    saved = {k: os.environ.get(k) for k in s.env}
+    os.environ.update(s.env)  # DockerCompose runs `docker compose` with this process's environment
+    compose = DockerCompose(
+        context=str(ROOT),
+        compose_file_name=str(COMPOSE_FILE.relative_to(ROOT)),
+        services=list(BACKENDS),  # Grafana is left out: its image can't be pulled or built here
+        wait=True,
+        pull=False,
+    )
+    t0 = time.monotonic()
+    try:
+        compose.start()
+        s.wait_healthy(timeout=120)
+        FIGURES.put(
+            "stack start-up to healthy", f"{time.monotonic() - t0:.1f}s (collector, Jaeger, Prometheus)"
+        )
+        FIGURES.put(
+            "images",
+            ", ".join(f"{k}={env[k]}" for k in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")),
+        )
+        wait_until(
+            lambda: s.get_json(f"{s.prometheus}/api/v1/status/buildinfo"), timeout=60, what="Prometheus API"
+        )
+        wait_until(lambda: s.get_json(f"{s.jaeger}/api/services") is not None, timeout=60, what="Jaeger API")
+        yield s
+    finally:
+        try:
+            logs = s.compose("logs", "--no-color", "--tail", "200", check=False).stdout
+            (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+            (ROOT / ".pytest_cache" / f"{s.project}-compose.log").write_text(logs)
+        finally:
+            s.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="nl2sql-it-") as d:
+        yield Path(d)
