@@ -44,6 +44,7 @@ class Rule:
     needles_lower: tuple[str, ...] = ()
     replacer: Callable[[re.Match[str], Callable[[str], bool]], str] | None = None
     needs_digit: bool = False
+    prefilter: Callable[[str], bool] | None = None
 
 
 def _whole(kind: str) -> Callable[[re.Match[str], Callable[[str], bool]], str]:
@@ -187,6 +188,9 @@ def _phone(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
 
 def _ipv4(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
     text = m.group(0)
+    octets = text.split(".")
+    if any(len(o) > 1 and o[0] == "0" for o in octets) or int(octets[0]) > 255:
+        return text  # 01.02.03.04 or 999.1.1.1: a version, a date, not an address
     if text.startswith(("127.", "0.0.0.0")) or allowed(text):  # noqa: S104 - loopback/unspecified are kept
         return text
     return marker("ip")
@@ -217,18 +221,21 @@ _END_TOKEN = r"(?![A-Za-z0-9_])"  # noqa: S105
 # Keys whose VALUE is a secret. The key must end at one of these words (so `password_hash`,
 # `api_key_id`, `auth_tokens`, `secret_santa` are not keys), optionally prefixed (`db_password`,
 # `x-api-key`, `aws_secret_access_key`, `client_secret`).
+# The match starts at the sensitive word (a prefix such as `db_`, `x-`, `aws_` is not part of it, and
+# `PGPASSWORD`-style glued prefixes are allowed for passwords only).
 _SECRET_WORDS = (
-    r"[A-Za-z0-9]*passw(?:or)?d|pwd|passphrase|secret|token|"  # noqa: S105 - a regex, not a password
+    r"(?<![A-Za-z0-9])(?:pwd|passphrase|secret|token|"  # noqa: S105 - a regex, not a password
     r"(?:api|access|auth|secret|private|encryption|signing|master|client|account|session)[_-]?key|"
-    r"apikey|credentials?|authorization|cookie|set-cookie|x-api-key|dsn"
+    r"apikey|credentials?|authorization|cookie|set-cookie|dsn)"
+    r"|passw(?:or)?d"
 )
-_KEY = rf"(?:[A-Za-z0-9]+[_.-])*(?:{_SECRET_WORDS})"
+_KEY = rf"(?:{_SECRET_WORDS})"
 _VALUE_UNQUOTED = r"(?!\[REDACTED:)(?!(?:null|None|true|false|nil)\b)[^\s,;&\"'}\])<>]+"
 _VALUE_DQ = r"(?!\[REDACTED:)(?:\\.|[^\"\\\n]){1,4096}"
 _VALUE_SQ = r"(?!\[REDACTED:)(?:\\.|[^'\\\n]){1,4096}"
 
 KEYED_RE = re.compile(
-    rf"(?i){_NOT_IN_TOKEN}[\"']?(?P<key>{_KEY})[\"']?{_END_TOKEN}"
+    rf"(?i)(?P<key>{_KEY})[\"']?{_END_TOKEN}"
     rf"(?:\s*(?:=|:|=>|:=)\s*|\s+(?=['\"]))"
     rf"(?:\"(?P<dq>{_VALUE_DQ})\"|'(?P<sq>{_VALUE_SQ})'|(?P<bare>{_VALUE_UNQUOTED}))"
 )
@@ -306,7 +313,20 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         Rule(
             "gitlab_token",
             re.compile(r"\bgl(?:pat|dt|rt|ptt|ft|imt|agent|oas|cbt|soat|ffct|cc)-[A-Za-z0-9_-]{20,}"),
-            needles=("gl",),
+            needles=(
+                "glpat-",
+                "gldt-",
+                "glrt-",
+                "glptt-",
+                "glft-",
+                "glimt-",
+                "glagent-",
+                "gloas-",
+                "glcbt-",
+                "glsoat-",
+                "glffct-",
+                "glcc-",
+            ),
             replacer=_whole("gitlab_token"),
         ),
         Rule(
@@ -359,7 +379,17 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         Rule(
             "secret",
             KEYED_RE,
-            needles=("=", ":"),
+            needles_lower=(
+                "pass",
+                "pwd",
+                "secret",
+                "token",
+                "key",
+                "credential",
+                "authorization",
+                "cookie",
+                "dsn",
+            ),
             replacer=_keyed,
         ),
         Rule(
@@ -379,22 +409,22 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         ),
         Rule(
             "payment_card",
-            re.compile(r"(?<![\w.:/-])\d(?:[ -]?\d){11,18}(?![\w.:/-]|-\d)"),
+            re.compile(r"\d(?<![\w.:/-]\d)(?:[ -]?\d){11,18}(?![\w.:/-]|-\d)"),
             needs_digit=True,
             replacer=_card,
         ),
         Rule(
             "us_ssn",
-            re.compile(r"(?<![\w.:/-])\d{3}-\d{2}-\d{4}(?![\w.:/-]|-\d)"),
+            re.compile(r"\d(?<![\w.:/-]\d)\d\d-\d{2}-\d{4}(?![\w.:/-]|-\d)"),
             needs_digit=True,
             replacer=_ssn,
         ),
         Rule(
             "phone",
             re.compile(
-                r"(?<![\w+.:/-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-                r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"
-                r"|\d{3}[ .-]\d{3}[ .-]\d{4})(?![\w.:/-]|-\d)"
+                r"(?:\+(?<![\w+.:/-]\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
+                r"|\((?<![\w+.:/-]\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}"
+                r"|\d(?<![\w+.:/-]\d)\d\d[ .-]\d{3}[ .-]\d{4})(?![\w.:/-]|-\d)"
             ),
             needs_digit=True,
             replacer=_phone,
@@ -405,7 +435,8 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
             Rule(
                 "ip",
                 re.compile(
-                    r"(?<![\w.:-])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+                    r"\d(?<![\w.:-]\d)\d{0,2}\.(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){2}"
+                    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
                     r"(?![\w-]|\.\d)"
                 ),
                 needles=(".",),
@@ -418,7 +449,7 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
                     r"(?<![\w:.-])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?"
                     r"(?:%[A-Za-z0-9]+)?(?![\w:.-])"
                 ),
-                needles=("::", ":"),
+                prefilter=lambda text: "::" in text or text.count(":") >= 7,
                 replacer=_ipv6,
             ),
         ]

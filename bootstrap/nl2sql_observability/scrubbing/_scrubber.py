@@ -98,6 +98,8 @@ class Scrubber:
                     lowered = text.lower()
                 if not any(n in lowered for n in rule.needles_lower):
                     continue
+            if rule.prefilter is not None and not rule.prefilter(text):
+                continue
             if rule.needs_digit:
                 if has_digit is None:
                     has_digit = _DIGIT.search(text) is not None
