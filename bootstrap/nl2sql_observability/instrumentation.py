@@ -49,9 +49,11 @@ __all__ = [
     "Step",
     "error_type_of",
     "fail_current_step",
+    "has_sdk",
     "llm_call",
     "node",
     "record_validation",
+    "use_providers",
     "workflow",
 ]
 
@@ -80,9 +82,14 @@ class _Instruments:
 
     The API's proxy tracer/meter forward to the real providers once they are set globally."""
 
-    def __init__(self) -> None:
-        self.tracer = trace.get_tracer(sc.SCOPE_NAME, __version__)
-        meter = metrics.get_meter(sc.SCOPE_NAME, __version__)
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self.injected = tracer_provider is not None or meter_provider is not None
+        self.tracer = trace.get_tracer(sc.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(sc.SCOPE_NAME, __version__, meter_provider=meter_provider)
         durations = list(sc.DURATION_BUCKETS)
         self.node_duration = meter.create_histogram(
             sc.NODE_DURATION,
@@ -147,10 +154,25 @@ def _get() -> _Instruments:
     return _instruments
 
 
-def _reset_for_tests() -> None:
-    """Forget cached instruments (tests that swap the global providers)."""
+def use_providers(
+    tracer_provider: trace.TracerProvider | None = None, meter_provider: metrics.MeterProvider | None = None
+) -> None:
+    """Send this API's telemetry to these providers instead of the global ones (tests, or apps that
+    keep their providers local). `use_providers()` with no arguments goes back to the globals."""
     global _instruments
-    _instruments = None
+    _instruments = (
+        _Instruments(tracer_provider, meter_provider) if tracer_provider or meter_provider else None
+    )
+
+
+def has_sdk() -> bool:
+    """True when telemetry goes somewhere: providers were given to `use_providers`, or an SDK
+    TracerProvider is installed globally."""
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+    return (_instruments is not None and _instruments.injected) or isinstance(
+        trace.get_tracer_provider(), SdkTracerProvider
+    )
 
 
 _CURRENT_STEP: ContextVar[Step | None] = ContextVar("nl2sql_current_step", default=None)

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
-
 from nl2sql_observability.context import UserContext, user_context
 from nl2sql_observability.demo.catalog import BROKEN_SQL, FAILURE_KINDS, QUESTIONS
 from nl2sql_observability.demo.db import ensure_database
 from nl2sql_observability.demo.graph import NODE_NAMES, DemoState, build_graph
 from nl2sql_observability.demo.llm import SimulatedChatModel
-from nl2sql_observability.instrumentation import error_type_of, workflow
+from nl2sql_observability.instrumentation import error_type_of, has_sdk, workflow
 from nl2sql_observability.langchain import TokenHandler
 
 __all__ = ["DemoOptions", "RequestPlan", "plan_requests", "run_demo"]
@@ -161,9 +159,7 @@ async def _run_all(opts: DemoOptions, plans: list[RequestPlan], db_path: Path) -
 
 def _ensure_telemetry() -> None:
     """Plain `nl2sql-obs demo` (no `opentelemetry-instrument`): configure the SDK ourselves."""
-    from opentelemetry.sdk.trace import TracerProvider
-
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    if not has_sdk():
         from nl2sql_observability.configurator import configure
 
         configure()

@@ -1,0 +1,92 @@
+"""Fixtures for the bootstrap's unit tests: the configurator's providers with in-memory exporters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from nl2sql_observability import instrumentation
+from nl2sql_observability.configurator import Telemetry, build_telemetry
+from nl2sql_observability.settings import ObservabilitySettings
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@dataclass
+class Captured:
+    telemetry: Telemetry
+    spans_exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def spans(self) -> list[ReadableSpan]:
+        self.telemetry.tracer_provider.force_flush()
+        return list(self.spans_exporter.get_finished_spans())
+
+    def span(self, name: str) -> ReadableSpan:
+        found = [s for s in self.spans() if s.name == name]
+        assert len(found) == 1, f"expected one span {name!r}, got {[s.name for s in self.spans()]}"
+        return found[0]
+
+    def metrics(self) -> dict[str, Metric]:
+        data = self.reader.get_metrics_data()
+        out: dict[str, Metric] = {}
+        if data is None:
+            return out
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out[metric.name] = metric
+        return out
+
+    def points(self, name: str) -> list[Any]:
+        metric = self.metrics().get(name)
+        assert metric is not None, f"metric {name} not recorded; have {sorted(self.metrics())}"
+        return list(metric.data.data_points)
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
+    """The real configurator pipeline (baggage processor, views, exemplar filter), exporting to memory."""
+    for var in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRICS_EXEMPLAR_FILTER"):
+        monkeypatch.delenv(var, raising=False)
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    telemetry = build_telemetry(
+        ObservabilitySettings.model_validate({"exporter": "none"}),
+        extra_span_processors=[SimpleSpanProcessor(exporter)],
+        extra_metric_readers=[reader],
+        shutdown_on_exit=False,
+    )
+    instrumentation.use_providers(telemetry.tracer_provider, telemetry.meter_provider)
+    try:
+        yield Captured(telemetry, exporter, reader)
+    finally:
+        instrumentation.use_providers()
+        telemetry.shutdown(timeout_s=5)
+
+
+@dataclass
+class AuditCall:
+    kwargs: dict[str, Any]
+    span_name: str | None
+    trace_id: int
+
+
+@pytest.fixture
+def audit_calls(monkeypatch: pytest.MonkeyPatch) -> list[AuditCall]:
+    """Capture `audit.record_llm_call` (and which span was current when it was called)."""
+    import nl2sql_observability.audit as audit
+    from opentelemetry import trace
+
+    calls: list[AuditCall] = []
+
+    def fake(**kwargs: Any) -> None:
+        span = trace.get_current_span()
+        calls.append(AuditCall(kwargs, getattr(span, "name", None), span.get_span_context().trace_id))
+
+    monkeypatch.setattr(audit, "record_llm_call", fake)
+    return calls
