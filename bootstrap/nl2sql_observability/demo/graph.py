@@ -93,9 +93,10 @@ def build_graph(db_path: Path) -> Any:
     async def lookup_schema(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
         conn = connect()
         try:
-            ddl = conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'meta' ORDER BY name"
-            ).fetchall()
+            # cursor().execute, not the conn.execute shortcut, which bypasses the DB-API instrumentation
+            cur = conn.cursor()
+            cur.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'meta' ORDER BY name")
+            ddl = cur.fetchall()
         finally:
             conn.close()
         return {"schema_text": "\n".join(row[0] for row in ddl)}
@@ -124,7 +125,9 @@ def build_graph(db_path: Path) -> Any:
     async def execute_sql(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
         conn = connect()
         try:
-            rows = conn.execute(state.sql).fetchmany(MAX_ROWS)
+            cur = conn.cursor()
+            cur.execute(state.sql)
+            rows = cur.fetchmany(MAX_ROWS)
         finally:
             conn.close()
         return {"rows": [list(r) for r in rows]}

@@ -1,0 +1,148 @@
+"""Settings and configurator: defaults, OTEL_* precedence, bad values, resource, exporters, views."""
+
+from __future__ import annotations
+
+import pytest
+from nl2sql_observability import __version__
+from nl2sql_observability.configurator import build_resource, build_telemetry, contract_views
+from nl2sql_observability.settings import ConfigurationError, load_settings
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+
+def test_defaults():
+    s = load_settings({})
+    assert s.exporter == "otlp"
+    assert s.environment == "local"
+    assert s.otlp_protocol == "http/protobuf"
+    assert s.export_timeout == 5.0
+    assert s.shutdown_timeout == 1.5
+    assert [s.exporter_for(x) for x in ("traces", "metrics", "logs")] == ["otlp"] * 3
+
+
+def test_values_are_normalised_and_empty_means_unset():
+    s = load_settings({"OBSERVABILITY_EXPORTER": " Console ", "OTEL_EXPORTER_OTLP_PROTOCOL": ""})
+    assert s.exporter == "console"
+    assert s.otlp_protocol == "http/protobuf"
+
+
+def test_otel_variables_win_per_signal():
+    s = load_settings(
+        {
+            "OBSERVABILITY_EXPORTER": "otlp",
+            "OTEL_TRACES_EXPORTER": "console",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+        }
+    )
+    assert s.exporter_for("traces") == "console"
+    assert s.exporter_for("metrics") == "otlp"
+    assert s.exporter_for("logs") == "none"
+    assert s.protocol_for("traces") == "grpc"
+    assert s.protocol_for("metrics") == "http/protobuf"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"OBSERVABILITY_EXPORTER": "otlpp"},
+            "OBSERVABILITY_EXPORTER='otlpp' is not allowed; allowed values: otlp, console, none",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not allowed; allowed values: grpc, http/protobuf",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "udp"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='udp' is not allowed; allowed values: grpc, http/protobuf",
+        ),
+        (
+            {"OTEL_METRICS_EXPORTER": "prometheus"},
+            "OTEL_METRICS_EXPORTER='prometheus' is not allowed; allowed values: otlp, console, none",
+        ),
+        ({"OBSERVABILITY_EXPORT_TIMEOUT": "-1"}, "OBSERVABILITY_EXPORT_TIMEOUT='-1' is not allowed"),
+    ],
+)
+def test_bad_values_give_one_clear_message(env, expected):
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert "pydantic" not in message.lower()
+
+
+def test_process_environment_is_read(monkeypatch):
+    monkeypatch.setenv("OBSERVABILITY_EXPORTER", "nonsense")
+    with pytest.raises(ConfigurationError, match="OBSERVABILITY_EXPORTER='nonsense'"):
+        load_settings()
+    monkeypatch.setenv("OBSERVABILITY_EXPORTER", "NONE")
+    assert load_settings().exporter == "none"
+
+
+def test_resource_defaults(monkeypatch):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    attrs = build_resource(load_settings({})).attributes
+    assert attrs["service.name"] == "nl2sql"
+    assert attrs["deployment.environment.name"] == "local"
+    assert attrs["telemetry.distro.name"] == "nl2sql-observability"
+    assert attrs["telemetry.distro.version"] == __version__
+
+
+def test_resource_otel_variables_win(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-nl2sql")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=data")
+    attrs = build_resource(load_settings({"OBSERVABILITY_ENVIRONMENT": "staging"})).attributes
+    assert attrs["service.name"] == "billing-nl2sql"
+    assert attrs["deployment.environment.name"] == "prod"
+    assert attrs["team"] == "data"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")
+    assert build_resource(load_settings({})).attributes["service.name"] == "from-attrs"
+
+
+def test_exporters_follow_protocol_and_timeouts(monkeypatch):
+    for var in ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    t = build_telemetry(
+        load_settings({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc", "OTEL_LOGS_EXPORTER": "none"}),
+        shutdown_on_exit=False,
+    )
+    try:
+        kinds = [type(e) for e in t.network_exporters]
+        assert kinds == [GrpcSpanExporter, HttpMetricExporter]
+    finally:
+        assert t.shutdown(timeout_s=5)
+    t = build_telemetry(load_settings({"OBSERVABILITY_EXPORTER": "none"}), shutdown_on_exit=False)
+    assert t.network_exporters == []
+    t.shutdown(timeout_s=5)
+    t = build_telemetry(load_settings({}), shutdown_on_exit=False)
+    assert isinstance(t.network_exporters[0], HttpSpanExporter)
+    t.shutdown(timeout_s=5)
+
+
+def test_views_cover_every_contract_histogram():
+    names = {v._instrument_name for v in contract_views()}
+    assert names == {
+        "nl2sql.node.duration",
+        "nl2sql.request.duration",
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+    }
+
+
+def test_shutdown_with_dead_endpoint_is_bounded(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    t = build_telemetry(load_settings({}), shutdown_on_exit=False)
+    tracer = t.tracer_provider.get_tracer("t")
+    with tracer.start_as_current_span("s"):
+        pass
+    import time
+
+    start = time.monotonic()
+    t.shutdown(timeout_s=0.5)
+    assert time.monotonic() - start < 2.0
