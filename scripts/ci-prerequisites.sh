@@ -1,17 +1,41 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need (Debian) and makes sure a Docker engine is running.
+#
+# What the rest of `make test` then relies on:
+#   - Go >= 1.26.8 (GOTOOLCHAIN=local: no toolchain download), for scripts/build-tools.sh;
+#   - a Docker engine (Debian's docker.io is enough; started here as root when none answers);
+#   - the compose v2 plugin, which scripts/build-tools.sh builds from its Go module when missing.
 set -euo pipefail
 need_apt=()
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v docker >/dev/null 2>&1 || need_apt+=(docker.io)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
 if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# Go: the backends and tools are built from their official Go modules.
+if ! command -v go >/dev/null 2>&1; then
+    echo "ci-prerequisites: Go is not installed; the backends are built with Go >= 1.26.8 (see README)" >&2
+    exit 1
+fi
+gover="$(go env GOVERSION | sed 's/^go//')"
+if [[ "$(printf '%s\n%s\n' 1.26.8 "$gover" | sort -V | head -1)" != 1.26.8 ]]; then
+    echo "ci-prerequisites: Go $gover is too old: the compose v2 module needs Go >= 1.26.8" >&2
+    exit 1
+fi
+
 if ! docker info >/dev/null 2>&1; then
+    if [[ "$(id -u)" != 0 ]]; then
+        echo "ci-prerequisites: no Docker engine answers and this is not root: start dockerd, or add yourself to the docker group" >&2
+        exit 1
+    fi
     echo "starting dockerd (log: /tmp/nl2sql-obs-dockerd.log)"
     nohup dockerd >/tmp/nl2sql-obs-dockerd.log 2>&1 &
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/nl2sql-obs-dockerd.log" >&2; tail -20 /tmp/nl2sql-obs-dockerd.log >&2; exit 1; }
 fi
+echo "ci-prerequisites: Go $gover, Docker engine $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -112,6 +113,13 @@ class DemoRun:
         return out
 
 
+def _demo_db() -> Path:
+    """One sample database for every run of the session (the demo creates it on first use)."""
+    path = Path(tempfile.gettempdir()) / f"nl2sql-it-{os.getuid()}" / "demo.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _pump(stream: Any, sink: list[str]) -> None:
     for line in iter(stream.readline, ""):
         sink.append(line)
@@ -160,6 +168,7 @@ def demo(
     ]
     if question is not None:
         args += ["--question", question]
+    args += ["--db", str(_demo_db())]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVABILITY_"))}
     endpoint = otlp_endpoint or (stack.otlp_grpc if stack else "http://127.0.0.1:9")
     env.update(

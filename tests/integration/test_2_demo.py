@@ -82,28 +82,70 @@ def wait_for_traces(stack: Stack, trace_ids: list[str], timeout: float = 120) ->
     return found
 
 
+class MetricWatcher:
+    """Polls Prometheus while a demo runs: when the request counter first reaches k."""
+
+    def __init__(self, stack: Stack, env: str) -> None:
+        self.stack = stack
+        self.expr = f'sum(nl2sql_request_duration_seconds_count{{deployment_environment_name="{env}"}})'
+        self.reached: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MetricWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = int(self.stack.scalar(self.expr) or 0)
+            except Exception:
+                n = 0
+            now = time.time()
+            for k in range(1, n + 1):
+                self.reached.setdefault(k, now)
+            self._stop.wait(0.25)
+
+    def latencies(self, request_ends: list[float]) -> list[float]:
+        ends = sorted(request_ends)
+        return [self.reached[k] - ends[k - 1] for k in range(1, len(ends) + 1) if k in self.reached]
+
+
 @pytest.fixture(scope="module")
-def main_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """60 questions, 3 tenants, 10% failure rate, fixed seed; Jaeger polled meanwhile for latency."""
-    run = demo(stack, tmp_path_factory.mktemp("demo-main"), requests=60, failure_rate=0.1, seed=7)
-    with TraceWatcher(stack, since=time.time() - 5) as watcher:
-        run.start().wait().check()
-        wait_for_traces(stack, run.summary["trace_ids"])
-        wait_until(
-            lambda: len(watcher.first_seen) >= len(run.summary["trace_ids"]), timeout=30, what="watcher"
-        )
-    FIGURES.put_series("span end → Jaeger (demo root spans)", watcher.latencies())
-    FIGURES.put(
-        "demo (60 questions, concurrency 4)",
-        f"{run.wall_s:.1f}s wall, {run.summary.get('elapsed_s')}s reported",
+def main_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """60 questions, 3 tenants, 10% failure rate, fixed seed; Jaeger and Prometheus polled meanwhile."""
+    run = demo(
+        stack, tmp_path_factory.mktemp("demo-main"), requests=60, failure_rate=0.1, seed=7, time_scale=0.2
     )
+    with TraceWatcher(stack, since=time.time() - 5) as tw, MetricWatcher(stack, run.environment) as mw:
+        run.start().wait().check()
+        n = len(run.summary["trace_ids"])
+        wait_for_traces(stack, run.summary["trace_ids"])
+        wait_until(lambda: len(tw.first_seen) >= n, timeout=30, what="trace watcher")
+        wait_until(lambda: len(mw.reached) >= n, timeout=60, what="request counter in Prometheus")
+    FIGURES.put_series("span end → Jaeger (demo root spans)", tw.latencies())
+    FIGURES.put_series(
+        "metric record → Prometheus (request counter)", mw.latencies(list(tw.root_end.values()))
+    )
+    FIGURES.put(
+        "demo run (60 questions, concurrency 4, time-scale 0.2)",
+        f"{run.wall_s:.1f}s wall, {run.summary.get('elapsed_s')}s reported by the demo",
+    )
+    mem = stack.memory_mib()
+    FIGURES.put("resident memory after the demo", ", ".join(f"{k} {v:.0f} MiB" for k, v in mem.items()))
     return run
 
 
 # -- 1. Jaeger has each question's trace ----------------------------------------------------------
 def test_every_question_has_a_complete_trace_in_jaeger(stack: Stack, main_run: DemoRun) -> None:
     summary = main_run.summary
-    assert len(summary["trace_ids"]) == summary["requests"] == 60
+    assert summary["requests"] == 60
+    assert len(summary["trace_ids"]) == 60
     failed = set(summary["failed_trace_ids"])
     traces = wait_for_traces(stack, summary["trace_ids"])
     for tid, trace in traces.items():
