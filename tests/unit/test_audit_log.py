@@ -66,7 +66,8 @@ WRITER = textwrap.dedent(
     from nl2sql_observability.audit.events import build_event, encode_line
     from nl2sql_observability.audit.sinks import JsonlFileSink
 
-    path, writer, count, max_bytes, pad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    path = sys.argv[1]
+    writer, count, max_bytes, pad = map(int, sys.argv[2:6])
     sink = JsonlFileSink(Path(path), max_bytes=max_bytes, backup_count=10000)
     base = build_event(model="m", prompt_text="p" * pad, response_text="r", input_tokens=1, output_tokens=1,
                        latency_ms=1.0, status="ok", node=f"w{writer}")
