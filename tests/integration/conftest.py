@@ -22,6 +22,7 @@ from stackkit import (
     BACKENDS,
     COMPOSE_FILE,
     FIGURES,
+    GRAFANA_SKIP_REASON,
     IMAGES_ENV,
     ROOT,
     TOOLS,
@@ -29,8 +30,6 @@ from stackkit import (
     read_env_file,
     wait_until,
 )
-
-GRAFANA_SKIP_REASON = "no Grafana image on this machine"
 
 # testcontainers, offline: no Ryuk (its image cannot be pulled; fixtures clean up), and talk to the
 # Docker engine on this host, not to the bridge gateway it would pick inside a container.
