@@ -1,0 +1,140 @@
+"""End to end in a subprocess: `opentelemetry-instrument nl2sql-obs demo` against a local OTLP/HTTP
+receiver. The JSON log lines it prints carry the trace and span ids of the spans it exported, each log
+record reaches the OTLP log pipeline exactly once, and every audit event points at its `chat` span."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("langgraph")
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str]] = []  # (name, trace_id, span_id)
+        self.logs: list[tuple[str, str, str, dict[str, str]]] = []  # (body, trace_id, span_id, attrs)
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[_Receiver, str]]:
+    state = _Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            with state.lock:
+                if self.path == "/v1/traces":
+                    req = ExportTraceServiceRequest.FromString(body)
+                    for rs in req.resource_spans:
+                        for ss in rs.scope_spans:
+                            for span in ss.spans:
+                                state.spans.append((span.name, span.trace_id.hex(), span.span_id.hex()))
+                elif self.path == "/v1/logs":
+                    req_logs = ExportLogsServiceRequest.FromString(body)
+                    for rl in req_logs.resource_logs:
+                        for sl in rl.scope_logs:
+                            for rec in sl.log_records:
+                                attrs = {kv.key: kv.value.string_value for kv in rec.attributes}
+                                state.logs.append(
+                                    (rec.body.string_value, rec.trace_id.hex(), rec.span_id.hex(), attrs)
+                                )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_demo_json_logs_carry_the_exported_trace_ids(tmp_path: Path, receiver: tuple[_Receiver, str]) -> None:
+    state, endpoint = receiver
+    bindir = Path(sys.executable).parent
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVABILITY_", "NL2SQL_OBS_"))
+    }
+    env.update(
+        OBSERVABILITY_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_METRIC_EXPORT_INTERVAL="600000",
+        XDG_DATA_HOME=str(tmp_path / "data"),
+    )
+    proc = subprocess.run(
+        [
+            str(bindir / "opentelemetry-instrument"),
+            str(bindir / "nl2sql-obs"),
+            "demo",
+            "--requests",
+            "4",
+            "--failure-rate",
+            "0.5",
+            "--time-scale",
+            "0",
+            "--no-progress",
+            "--question",
+            "Which customer has the e-mail jane.doe@example.com?",
+            "--db",
+            str(tmp_path / "demo.sqlite3"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    questions = [line for line in lines if line["message"] == "question received"]
+    assert len(questions) == 5
+
+    workflow_spans = {(t, s) for name, t, s in state.spans if name.startswith("invoke_workflow")}
+    chat_spans = {(t, s) for name, t, s in state.spans if name.startswith("chat ")}
+    assert len(workflow_spans) == 5
+    for line in questions:
+        assert (line["trace_id"], line["span_id"]) in workflow_spans
+        assert line["trace_flags"] in ("01", "03")
+        assert line["tenant_id"]
+        assert line["service.name"] == "nl2sql"
+    assert "jane.doe@example.com" not in proc.stdout
+    assert any("[REDACTED:email]" in str(line.get("question")) for line in questions)
+
+    # The same records went through the OTLP log pipeline exactly once (no duplicate handler), scrubbed.
+    otlp_questions = [rec for rec in state.logs if rec[0] == "question received"]
+    assert sorted((t, s) for _, t, s, _ in otlp_questions) == sorted(
+        (str(line["trace_id"]), str(line["span_id"])) for line in questions
+    )
+    assert all("jane.doe@example.com" not in json.dumps(rec) for rec in state.logs)
+
+    # Every audit event points at the chat span of its LLM call.
+    audit_file = tmp_path / "data" / "nl2sql-observability" / "audit" / "events.log"
+    events = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert events
+    for event in events:
+        assert (event["trace_id"], event["span_id"]) in chat_spans
+        assert event["tenant_id"]
+    assert "jane.doe@example.com" not in audit_file.read_text()
