@@ -28,7 +28,37 @@ SCHEMA = (
     "total NUMERIC(12,2), status TEXT, ordered_at TIMESTAMP);\n"
     "CREATE TABLE users (id INTEGER, password_hash TEXT, api_key_id INTEGER);\n"
 )
-QUESTION_WORDS = ["show", "me", "the", "top", "10", "customers", "by", "revenue", "in", "Q3", "2026", "for", "region", "EMEA", "with", "orders", "above", "1,234.56", "grouped", "by", "month", "since", "2026-01-01", "excluding", "refunds", "version", "1.45.1", "trace", "4bf92f3577b34da6a3ce929d0e0e4736"]
+QUESTION_WORDS = (
+    "show",
+    "me",
+    "the",
+    "top",
+    "10",
+    "customers",
+    "by",
+    "revenue",
+    "in",
+    "Q3",
+    "2026",
+    "for",
+    "region",
+    "EMEA",
+    "with",
+    "orders",
+    "above",
+    "1,234.56",
+    "grouped",
+    "by",
+    "month",
+    "since",
+    "2026-01-01",
+    "excluding",
+    "refunds",
+    "version",
+    "1.45.1",
+    "trace",
+    "4bf92f3577b34da6a3ce929d0e0e4736",
+)
 DIRT = [
     "jane.doe@example.com",
     "+44 20 7946 0958",
@@ -68,7 +98,8 @@ def bench_scrubber() -> None:
         n, elapsed = _timeit(lambda it=it: scrubber.scrub(next(it)))
         label = "with PII/secrets" if dirty else "clean"
         print(
-            f"scrubber, 4 KB prompts ({label}): {n * 4.1 / 1024 / elapsed:6.2f} MB/s ({elapsed / n * 1e3:.2f} ms each)"
+            f"scrubber, 4 KB prompts ({label}): {n * 4.1 / 1024 / elapsed:6.2f} MB/s"
+            f" ({elapsed / n * 1e3:.2f} ms each)"
         )
     big = _prompt(rng, 1 << 20, True)
     n, elapsed = _timeit(lambda: scrubber.scrub(big), min_seconds=2.0)
