@@ -187,3 +187,62 @@ def test_bad_setting_stops_startup_with_one_message(tmp_path, var, value, allowe
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert f"{var}={value!r} is not allowed; allowed values: {allowed}" in lines[0]
+
+
+def _demo_args(tmp_path: Path) -> list[str]:
+    return [
+        str(NL2SQL_OBS),
+        "demo",
+        "--requests",
+        "2",
+        "--time-scale",
+        "0",
+        "--db",
+        str(tmp_path / "demo.sqlite3"),
+        "--no-progress",
+    ]
+
+
+def test_plain_demo_configures_itself(tmp_path):
+    proc = subprocess.run(
+        _demo_args(tmp_path),
+        env=_env(tmp_path, OBSERVABILITY_EXPORTER="console"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spans = [r for r in _json_lines(proc.stdout) if "context" in r]
+    assert {s["name"] for s in spans} >= {"invoke_workflow nl2sql", "node answer"}
+    assert spans[0]["resource"]["attributes"]["telemetry.distro.name"] == "nl2sql-observability"
+
+
+def test_plain_demo_bad_setting_one_message(tmp_path):
+    proc = subprocess.run(
+        _demo_args(tmp_path),
+        env=_env(tmp_path, OBSERVABILITY_EXPORTER="jaeger"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "nl2sql-observability: invalid observability configuration: "
+        "OBSERVABILITY_EXPORTER='jaeger' is not allowed; allowed values: otlp, console, none"
+    ]
+
+
+def test_sdk_disabled_means_no_telemetry_and_a_working_app(tmp_path):
+    proc = subprocess.run(
+        [str(INSTRUMENT), *_demo_args(tmp_path)],
+        env=_env(tmp_path, OBSERVABILITY_EXPORTER="console", OTEL_SDK_DISABLED="true"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [r for r in _json_lines(proc.stdout) if "context" in r]
+    assert "nl2sql demo: 2 requests" in proc.stdout
