@@ -71,6 +71,8 @@ def test_opentelemetry_instrument_demo_console(tmp_path):
             "--summary-json",
             str(summary_path),
             "--no-progress",
+            "--question",
+            "Which orders did jane.doe@example.com place?",
         ],
         env=_env(tmp_path, OBSERVABILITY_EXPORTER="console"),
         capture_output=True,
@@ -101,6 +103,13 @@ def test_opentelemetry_instrument_demo_console(tmp_path):
     failed = [s for s in spans if s["name"] == "node validate_sql" and s["status"]["status_code"] == "ERROR"]
     assert len(failed) == summary["validations"]["failed"]
     assert all(s["attributes"]["error.type"] for s in failed)
+    # the LLM calls reached the audit log, with the trace ids of the requests, scrubbed
+    audit_lines = (tmp_path / "audit" / "events.log").read_text().splitlines()
+    events = [json.loads(line) for line in audit_lines]
+    assert len(events) == sum(1 for s in spans if s["name"] == "chat nl2sql-sim-1")
+    assert {e["trace_id"] for e in events} <= set(summary["trace_ids"])
+    assert any("Which orders did" in e["prompt_text"] for e in events)
+    assert "jane.doe@example.com" not in "\n".join(audit_lines)
     metric_names = {
         m["name"]
         for batch in metric_batches
