@@ -42,6 +42,10 @@ try_official() { # IMAGE -> 0 when it is (now) present locally
     return 1
 }
 
+# Data directories: only where the official image has them (Prometheus' /prometheus, owned by
+# nobody). The official collector and Jaeger images have no /var/lib/otelcol or /badger, so a named
+# volume mounted there starts root-owned; ours must behave the same (compose relies on it).
+
 # rootfs shared by the three images: passwd/group for the UIDs, CA certificates, /tmp
 make_rootfs() { # DIR
     local d="$1"
@@ -109,8 +113,8 @@ mkdir -p "$(dirname "$ENV_FILE")"
     echo "NL2SQL_OBS_TOOLS=$TOOLS"
 } >"$ENV_FILE.tmp"
 wanted=" ${*:-collector jaeger prometheus} "
-[[ "$wanted" != *" collector "* ]] || choose COLLECTOR_IMAGE "$OFFICIAL_COLLECTOR" collector nl2sql-obs/otelcol:0.159.0-local "var/lib/otelcol/queue" otelcol-nl2sql
-[[ "$wanted" != *" jaeger "* ]] || choose JAEGER_IMAGE "$OFFICIAL_JAEGER" jaeger nl2sql-obs/jaeger:2.13.0-local "badger/keys badger/values" jaeger
+[[ "$wanted" != *" collector "* ]] || choose COLLECTOR_IMAGE "$OFFICIAL_COLLECTOR" collector nl2sql-obs/otelcol:0.159.0-local "" otelcol-nl2sql
+[[ "$wanted" != *" jaeger "* ]] || choose JAEGER_IMAGE "$OFFICIAL_JAEGER" jaeger nl2sql-obs/jaeger:2.13.0-local "" jaeger
 [[ "$wanted" != *" prometheus "* ]] || choose PROMETHEUS_IMAGE "$OFFICIAL_PROMETHEUS" prometheus nl2sql-obs/prometheus:v3.14.0-local "prometheus" prometheus promtool
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 log "wrote $ENV_FILE:"
