@@ -222,20 +222,27 @@ _END_TOKEN = r"(?![A-Za-z0-9_])"  # noqa: S105
 # `api_key_id`, `auth_tokens`, `secret_santa` are not keys), optionally prefixed (`db_password`,
 # `x-api-key`, `aws_secret_access_key`, `client_secret`).
 # The match starts at the sensitive word (a prefix such as `db_`, `x-`, `aws_` is not part of it, and
-# `PGPASSWORD`-style glued prefixes are allowed for passwords only).
+# `PGPASSWORD`-style glued prefixes are allowed for passwords only). Each alternative starts with an
+# explicit character class so the regex engine can skip positions fast (3x faster than `(?i)` words).
+_NB = r"(?<![A-Za-z0-9]{c})"  # not glued to a preceding letter/digit; {c}: the first char just matched
 _SECRET_WORDS = (
-    r"(?<![A-Za-z0-9])(?:pwd|passphrase|secret|token|"  # noqa: S105 - a regex, not a password
-    r"(?:api|access|auth|secret|private|encryption|signing|master|client|account|session)[_-]?key|"
-    r"apikey|credentials?|authorization|cookie|set-cookie|dsn)"
-    r"|passw(?:or)?d"
+    r"[pP](?i:assw(?:or)?d)"
+    r"|[pP]" + _NB.format(c="[pP]") + r"(?i:wd|assphrase|rivate[_-]?key)"
+    r"|[sS]" + _NB.format(c="[sS]") + r"(?i:ecret(?:[_-]?key)?|ession[_-]?key|igning[_-]?key|et-cookie)"
+    r"|[tT]" + _NB.format(c="[tT]") + r"(?i:oken)"
+    r"|[aA]" + _NB.format(c="[aA]") + r"(?i:pi[_-]?key|ccess[_-]?key|uth[_-]?key|ccount[_-]?key|uthorization)"
+    r"|[eE]" + _NB.format(c="[eE]") + r"(?i:ncryption[_-]?key)"
+    r"|[mM]" + _NB.format(c="[mM]") + r"(?i:aster[_-]?key)"
+    r"|[cC]" + _NB.format(c="[cC]") + r"(?i:lient[_-]?key|redentials?|ookie)"
+    r"|[dD]" + _NB.format(c="[dD]") + r"(?i:sn)"
 )
 _KEY = rf"(?:{_SECRET_WORDS})"
-_VALUE_UNQUOTED = r"(?!\[REDACTED:)(?!(?:null|None|true|false|nil)\b)[^\s,;&\"'}\])<>]+"
+_VALUE_UNQUOTED = r"(?!\[REDACTED:)(?!(?i:null|none|true|false|nil)\b)[^\s,;&\"'}\])<>]+"
 _VALUE_DQ = r"(?!\[REDACTED:)(?:\\.|[^\"\\\n]){1,4096}"
 _VALUE_SQ = r"(?!\[REDACTED:)(?:\\.|[^'\\\n]){1,4096}"
 
 KEYED_RE = re.compile(
-    rf"(?i)(?P<key>{_KEY})[\"']?{_END_TOKEN}"
+    rf"(?P<key>{_KEY})[\"']?{_END_TOKEN}"
     rf"(?:\s*(?:=|:|=>|:=)\s*|\s+(?=['\"]))"
     rf"(?:\"(?P<dq>{_VALUE_DQ})\"|'(?P<sq>{_VALUE_SQ})'|(?P<bare>{_VALUE_UNQUOTED}))"
 )
@@ -253,6 +260,22 @@ def _keyed(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
             kind = "password" if ("pass" in key or key == "pwd") else "secret"
             return _group(kind, name)(m, allowed)
     return m.group(0)
+
+
+_KEY_HINTS = ("pass", "pwd", "secret", "token", "key", "credential", "authorization", "cookie", "dsn")
+_SEP_AFTER_HINT = re.compile(r"[a-z0-9_-]{0,30}[\"']?\s*(?:=|:)")
+
+
+def _keyed_prefilter(text: str) -> bool:
+    """Cheap check (memchr-speed `find`) that some key word is followed by `=` or `:`."""
+    lowered = text.lower()
+    for hint in _KEY_HINTS:
+        i = lowered.find(hint)
+        while i >= 0:
+            if _SEP_AFTER_HINT.match(lowered, i + len(hint)):
+                return True
+            i = lowered.find(hint, i + 1)
+    return False
 
 
 def _url_credentials(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
@@ -379,17 +402,7 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         Rule(
             "secret",
             KEYED_RE,
-            needles_lower=(
-                "pass",
-                "pwd",
-                "secret",
-                "token",
-                "key",
-                "credential",
-                "authorization",
-                "cookie",
-                "dsn",
-            ),
+            prefilter=_keyed_prefilter,
             replacer=_keyed,
         ),
         Rule(
@@ -409,7 +422,15 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         ),
         Rule(
             "payment_card",
-            re.compile(r"\d(?<![\w.:/-]\d)(?:[ -]?\d){11,18}(?![\w.:/-]|-\d)"),
+            # Standalone card formats only (13-19 digits contiguous, 4-4-4-4[-3], 4-6-5/4-6-4), so two
+            # adjacent numbers never merge into one candidate that would hide a real card.
+            re.compile(
+                r"\d(?<![\w.:/-]\d)(?<!\d[ -]\d)"
+                r"(?:\d{12,18}"
+                r"|\d{3}(?P<cs>[ -])\d{4}(?P=cs)\d{4}(?P=cs)\d{4}(?:(?P=cs)\d{3})?"
+                r"|\d{3}(?P<ca>[ -])\d{6}(?P=ca)\d{4,5})"
+                r"(?![\w.:/-]|[ -]\d)"
+            ),
             needs_digit=True,
             replacer=_card,
         ),
