@@ -45,6 +45,8 @@ class Rule:
     replacer: Callable[[re.Match[str], Callable[[str], bool]], str] | None = None
     needs_digit: bool = False
     prefilter: Callable[[str], bool] | None = None
+    # Instead of `pattern.sub(replacer)`: a function (text, allowed) -> scrubbed text.
+    apply: Callable[[str, Callable[[str], bool]], str] | None = None
 
 
 def _whole(kind: str) -> Callable[[re.Match[str], Callable[[str], bool]], str]:
@@ -119,6 +121,38 @@ def _card(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
     if 13 <= len(digits) <= 19 and _card_prefix_ok(digits) and luhn_ok(digits) and not allowed(text):
         return marker("payment_card")
     return text
+
+
+# Card formats: 13-19 digits contiguous, 4-4-4-4[-3], 4-6-5 / 4-6-4.
+_CARD_RE = re.compile(
+    r"\d(?<![\w.:/-]\d)"
+    r"(?:\d{12,18}"
+    r"|\d{3}(?P<cs>[ -])\d{4}(?P=cs)\d{4}(?P=cs)\d{4}(?:(?P=cs)\d{3})?"
+    r"|\d{3}(?P<ca>[ -])\d{6}(?P=ca)\d{4,5})"
+    r"(?![\w.:/]|-\d)"
+)
+
+
+def _scrub_cards(text: str, allowed: Callable[[str], bool]) -> str:
+    """Like `sub`, but a rejected candidate (Luhn or prefix) does not consume the text: the search
+    resumes one character later, so `ref 0132 4111 1111 1111 1111` still finds the card."""
+    out: list[str] = []
+    last = pos = 0
+    repl = marker("payment_card")
+    while True:
+        m = _CARD_RE.search(text, pos)
+        if m is None:
+            break
+        if _card(m, allowed) == repl:
+            out.append(text[last : m.start()])
+            out.append(repl)
+            last = pos = m.end()
+        else:
+            pos = m.start() + 1
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 # Country code -> IBAN length (ISO 13616 registry, the common ones; unknown countries: 15..34).
@@ -422,16 +456,9 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         ),
         Rule(
             "payment_card",
-            # Standalone card formats only (13-19 digits contiguous, 4-4-4-4[-3], 4-6-5/4-6-4), so two
-            # adjacent numbers never merge into one candidate that would hide a real card.
-            re.compile(
-                r"\d(?<![\w.:/-]\d)(?<!\d[ -]\d)"
-                r"(?:\d{12,18}"
-                r"|\d{3}(?P<cs>[ -])\d{4}(?P=cs)\d{4}(?P=cs)\d{4}(?:(?P=cs)\d{3})?"
-                r"|\d{3}(?P<ca>[ -])\d{6}(?P=ca)\d{4,5})"
-                r"(?![\w.:/-]|[ -]\d)"
-            ),
+            _CARD_RE,
             needs_digit=True,
+            apply=_scrub_cards,
             replacer=_card,
         ),
         Rule(

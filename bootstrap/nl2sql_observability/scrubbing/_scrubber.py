@@ -105,9 +105,12 @@ class Scrubber:
                     has_digit = _DIGIT.search(text) is not None
                 if not has_digit:
                     continue
-            replacer = rule.replacer
-            assert replacer is not None
-            new = rule.pattern.sub(lambda m, r=replacer: r(m, allowed), text)  # type: ignore[misc]
+            if rule.apply is not None:
+                new = rule.apply(text, allowed)
+            else:
+                replacer = rule.replacer
+                assert replacer is not None
+                new = rule.pattern.sub(lambda m, r=replacer: r(m, allowed), text)  # type: ignore[misc]
             if new != text:
                 text = new
                 lowered = None
