@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT, _free_port, assert_ok, load_yaml, missing, run
+from .promql_sources import COLLECTOR_METRICS
 
 COLLECTOR = ROOT / "collector"
 BASE = COLLECTOR / "config.yaml"
@@ -22,7 +24,75 @@ MANIFEST = COLLECTOR / "manifest.yaml"
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 VENDOR_ENV = {
     "OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid",
-    "OTLP_VENDOR_HEADERS": '{"x-honeycomb-team": "test-key", "x-other": "v"}',
+    "OTLP_VENDOR_HEADER_NAME": "x-honeycomb-team",
+    "OTLP_VENDOR_HEADER_VALUE": "test-key",
+}
+
+
+_RES = {"attributes": [{"key": "service.name", "value": {"stringValue": "stack-check"}}]}
+OTLP_JSON = {
+    "traces": {
+        "resourceSpans": [
+            {
+                "resource": _RES,
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": "node generate_sql",
+                                "kind": 1,
+                                "startTimeUnixNano": "1700000000000000000",
+                                "endTimeUnixNano": "1700000000100000000",
+                                "attributes": [
+                                    {
+                                        "key": "api_key",
+                                        "value": {"stringValue": "sk-abcdefghijklmnopqrstuvwxyz"},
+                                    }
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    },
+    "metrics": {
+        "resourceMetrics": [
+            {
+                "resource": _RES,
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "stack.check",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [{"asInt": "1", "timeUnixNano": "1700000000000000000"}],
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    },
+    "logs": {
+        "resourceLogs": [
+            {
+                "resource": _RES,
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {"timeUnixNano": "1700000000000000000", "body": {"stringValue": "hello"}}
+                        ]
+                    }
+                ],
+            }
+        ]
+    },
 }
 
 
@@ -128,6 +198,15 @@ def test_overlay_replaces_every_local_exporter() -> None:
         }, name
 
 
+def test_exporter_metric_names_exist_in_exporterhelper() -> None:
+    meta = gomodcache() / "go.opentelemetry.io/collector/exporter/exporterhelper@v0.159.0" / "metadata.yaml"
+    if not meta.is_file():
+        missing(f"{meta} not in GOMODCACHE; the collector build downloads it")
+    declared = {f"otelcol_{name}" for name in load_yaml(meta)["telemetry"]["metrics"]}
+    used = {n for n in COLLECTOR_METRICS if n.startswith("otelcol_exporter_")}
+    assert used <= declared, sorted(used - declared)
+
+
 def test_validate_base(tool: Callable[[str], Path]) -> None:
     assert_ok(run([tool("otelcol-nl2sql"), "validate", f"--config={BASE}"]))
 
@@ -209,9 +288,29 @@ def test_collector_starts_healthy_and_serves_its_own_metrics(
             proc.terminate()
             _, err = proc.communicate(timeout=20)
             pytest.fail(f"collector not healthy within 30s (exit {proc.returncode}):\n{err[-4000:]}")
+        for signal, payload in OTLP_JSON.items():
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{ports['http']}/v1/{signal}",
+                data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert r.status == 200, signal
+        time.sleep(3)  # batch timeout 2s
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=5) as r:
-            body = r.read().decode()
-        assert "otelcol_process_uptime" in body
+            exposed = {
+                line.split("{")[0].split(" ")[0]
+                for line in r.read().decode().splitlines()
+                if line and line[0] != "#"
+            }
+        # what the dashboards and otelcol:dropped_items:rate5m read, and exists once data has flowed
+        # (send_failed / enqueue_failed appear only on failure: checked against metadata.yaml below)
+        expected = {n for n in COLLECTOR_METRICS if "send_failed" not in n and "enqueue_failed" not in n}
+        expected -= {
+            "otelcol_exporter_sent_spans",
+            "otelcol_exporter_sent_metric_points",
+        }  # backends are down here
+        assert expected <= exposed, f"not exposed by the collector: {sorted(expected - exposed)}"
     finally:
         proc.terminate()
         try:
@@ -219,3 +318,67 @@ def test_collector_starts_healthy_and_serves_its_own_metrics(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.timeout(120)
+def test_redaction_and_genai_content_drop(tool: Callable[[str], Path], tmp_path: Path) -> None:
+    """The second redaction layer on real data: secret keys and values masked, GenAI content dropped,
+    token counts and the contract's attributes kept."""
+    override, ports = _local_override(tmp_path)
+    extra = yaml.safe_load(override.read_text(encoding="utf-8"))
+    extra["exporters"]["debug"] = {"verbosity": "detailed"}
+    extra["service"]["pipelines"] = {"traces": {"exporters": ["debug", "span_metrics"]}}
+    override.write_text(yaml.safe_dump(extra), encoding="utf-8")
+    attrs = {
+        "api_key": "not-a-pattern-but-a-secret-key-name",
+        "note": "call with Bearer abcdefghijklmnopqrstuvwxyz0123",
+        "db.statement.dsn": "postgres://app:hunter2@db:5432/x",
+        "gen_ai.input.messages": "PROMPT TEXT MUST NOT LEAVE",
+        "gen_ai.output.messages": "RESPONSE TEXT MUST NOT LEAVE",
+        "gen_ai.usage.input_tokens": 12,
+        "nl2sql.node.name": "generate_sql",
+        "tenant.id": "acme",
+    }
+    span = json.loads(json.dumps(OTLP_JSON["traces"]))
+    span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"] = [
+        {"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+        for k, v in attrs.items()
+    ]
+    proc = subprocess.Popen(
+        [str(tool("otelcol-nl2sql")), f"--config={BASE}", f"--config={override}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{ports['http']}/v1/traces",
+                    data=json.dumps(span).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        time.sleep(3)
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert "node generate_sql" in err, err[-3000:]
+    for leaked in (
+        "not-a-pattern-but-a-secret-key-name",
+        "abcdefghijklmnopqrstuvwxyz0123",
+        "hunter2",
+        "PROMPT TEXT",
+        "RESPONSE TEXT",
+    ):
+        assert leaked not in err, f"{leaked!r} reached the exporter"
+    assert "gen_ai.usage.input_tokens: Int(12)" in err
+    assert "tenant.id: Str(acme)" in err

@@ -23,6 +23,13 @@ DESIGN_TAGS = {
 }
 
 
+VENDOR_ENV = {
+    "OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid",
+    "OTLP_VENDOR_HEADER_NAME": "x-honeycomb-team",
+    "OTLP_VENDOR_HEADER_VALUE": "test-key",
+}
+
+
 def compose_cli() -> list[str]:
     path = TOOLS / "docker-compose"
     if path.is_file() and os.access(path, os.X_OK):
@@ -59,10 +66,10 @@ def test_vendor_overlay_config() -> None:
     cmd = compose_cli()
     proc = run(
         [*cmd, "-f", COMPOSE, "-f", VENDOR, "config", "-q"],
-        env={"OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid"},
+        env=VENDOR_ENV,
     )
     assert_ok(proc)
-    rendered = render(COMPOSE, VENDOR, env={"OTLP_VENDOR_ENDPOINT": "https://otlp.example.invalid"})
+    rendered = render(COMPOSE, VENDOR, env=VENDOR_ENV)
     col = rendered["services"]["collector"]
     assert "--config=/etc/otelcol/overlay-vendor.yaml" in col["command"]
     assert not col.get("depends_on"), "with a vendor backend the collector must not wait for local ones"
