@@ -21,7 +21,9 @@ def _scrub_attr_value(value: Any, scrub: Callable[[str], str]) -> Any:
     return value
 
 
-def _scrub_attributes(attrs: types.Attributes, scrub: Callable[[str], str]) -> types.Attributes:
+def _scrub_attributes(
+    attrs: types.Attributes, scrub: Callable[[str], str], dropped: int = 0
+) -> types.Attributes:
     """Return `attrs` itself when nothing changes (the cheap, common case), else a scrubbed copy."""
     if not attrs:
         return attrs
@@ -36,45 +38,36 @@ def _scrub_attributes(attrs: types.Attributes, scrub: Callable[[str], str]) -> t
         return attrs
     merged = {k: changed.get(k, v) for k, v in attrs.items()}
     copy = BoundedAttributes(maxlen=None, attributes=merged, immutable=True)
-    copy.dropped = getattr(attrs, "dropped", 0)
+    copy.dropped = dropped or getattr(attrs, "dropped", 0)
     return copy
 
 
 def scrub_span(span: ReadableSpan, scrub: Callable[[str], str]) -> ReadableSpan:
     """A scrubbed copy of `span`, or `span` itself when it holds nothing to scrub."""
     name = scrub(span.name)
-    attributes = _scrub_attributes(span.attributes, scrub)
+    original_attributes = span.attributes  # a new read-only proxy on every access: read once
+    attributes = _scrub_attributes(original_attributes, scrub, span.dropped_attributes)
     events: Sequence[Event] = span.events
     new_events: list[Event] | None = None
-    for i, event in enumerate(span.events):
+    for i, event in enumerate(events):
         ev_attrs = _scrub_attributes(event.attributes, scrub)
         ev_name = scrub(event.name)
         if ev_attrs is not event.attributes or ev_name != event.name:
             if new_events is None:
-                new_events = list(span.events[:i])
+                new_events = list(events[:i])
             new_events.append(Event(ev_name, ev_attrs, event.timestamp))
         elif new_events is not None:
             new_events.append(event)
-    if new_events is not None:
-        bounded_events: BoundedList[Event] = BoundedList(None)
-        bounded_events.extend(new_events)
-        bounded_events.dropped = span.dropped_events
-        events = bounded_events
     links: Sequence[Link] = span.links
     new_links: list[Link] | None = None
-    for i, link in enumerate(span.links):
+    for i, link in enumerate(links):
         link_attrs = _scrub_attributes(link.attributes, scrub)
         if link_attrs is not link.attributes:
             if new_links is None:
-                new_links = list(span.links[:i])
+                new_links = list(links[:i])
             new_links.append(Link(link.context, link_attrs))
         elif new_links is not None:
             new_links.append(link)
-    if new_links is not None:
-        bounded_links: BoundedList[Link] = BoundedList(None)
-        bounded_links.extend(new_links)
-        bounded_links.dropped = span.dropped_links
-        links = bounded_links
     status = span.status
     if status.description:
         description = scrub(status.description)
@@ -82,20 +75,30 @@ def scrub_span(span: ReadableSpan, scrub: Callable[[str], str]) -> ReadableSpan:
             status = Status(status.status_code, description)
     if (
         name == span.name
-        and attributes is span.attributes
+        and attributes is original_attributes
         and new_events is None
         and new_links is None
         and status is span.status
     ):
         return span
+    if attributes is original_attributes and original_attributes is not None:
+        kept = BoundedAttributes(maxlen=None, attributes=dict(original_attributes), immutable=True)
+        kept.dropped = span.dropped_attributes
+        attributes = kept
+    bounded_events: BoundedList[Event] = BoundedList(None)  # keeps `dropped_events` in the copy
+    bounded_events.extend(new_events if new_events is not None else events)
+    bounded_events.dropped = span.dropped_events
+    bounded_links: BoundedList[Link] = BoundedList(None)
+    bounded_links.extend(new_links if new_links is not None else links)
+    bounded_links.dropped = span.dropped_links
     return ReadableSpan(
         name=name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
-        events=events,
-        links=links,
+        events=bounded_events,
+        links=bounded_links,
         kind=span.kind,
         status=status,
         start_time=span.start_time,
