@@ -124,6 +124,26 @@ def escape_module(path: str) -> str:
     return re.sub(r"[A-Z]", lambda m: "!" + m.group(0).lower(), path)
 
 
+def module_dir(cache: Path, module: str, version: str) -> Path:
+    """The module's source: GOMODCACHE (warm after `make tools`), else `go mod download` (Go proxy)."""
+    path = cache / f"{escape_module(module)}@{version}"
+    if path.is_dir():
+        return path
+    try:
+        out = subprocess.run(
+            ["go", "mod", "download", "-json", f"{module}@{version}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=ROOT,
+        )
+        return Path(json.loads(out.stdout)["Dir"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        missing(f"{module}@{version} is not in GOMODCACHE ({cache}) and `go mod download` failed")
+        raise
+
+
 def manifest_types() -> dict[str, set[str]]:
     """Component types of the manifest's modules, read from each module's own metadata.yaml."""
     manifest = load_yaml(MANIFEST)
@@ -132,11 +152,7 @@ def manifest_types() -> dict[str, set[str]]:
     for kind in KINDS:
         for entry in manifest.get(kind) or []:
             module, version = entry["gomod"].split()
-            meta = cache / f"{escape_module(module)}@{version}" / "metadata.yaml"
-            if not meta.is_file():
-                missing(
-                    f"{module}@{version} is not in GOMODCACHE ({cache}); the collector build downloads it"
-                )
+            meta = module_dir(cache, module, version) / "metadata.yaml"
             types[kind].add(load_yaml(meta)["type"])
     return types
 
@@ -199,9 +215,10 @@ def test_overlay_replaces_every_local_exporter() -> None:
 
 
 def test_exporter_metric_names_exist_in_exporterhelper() -> None:
-    meta = gomodcache() / "go.opentelemetry.io/collector/exporter/exporterhelper@v0.159.0" / "metadata.yaml"
-    if not meta.is_file():
-        missing(f"{meta} not in GOMODCACHE; the collector build downloads it")
+    meta = (
+        module_dir(gomodcache(), "go.opentelemetry.io/collector/exporter/exporterhelper", "v0.159.0")
+        / "metadata.yaml"
+    )
     declared = {f"otelcol_{name}" for name in load_yaml(meta)["telemetry"]["metrics"]}
     used = {n for n in COLLECTOR_METRICS if n.startswith("otelcol_exporter_")}
     assert used <= declared, sorted(used - declared)
