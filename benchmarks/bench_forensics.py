@@ -182,7 +182,7 @@ def bench_logs() -> None:
     record_args = (
         "app.orders",
         logging.INFO,
-        __file__,
+        "app.py",
         1,
         "order %s for tenant %s shipped",
         ("o-42", "acme"),

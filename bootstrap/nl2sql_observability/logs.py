@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+import time
 from typing import IO, Any
 
+from opentelemetry.trace import get_current_span
 from pythonjsonlogger.json import JsonFormatter
 
+from nl2sql_observability import context as _tenant
 from nl2sql_observability.scrubbing import get_scrubber
 
 __all__ = [
@@ -80,23 +82,20 @@ def _service_name() -> str:
     return os.environ.get("OTEL_SERVICE_NAME") or "nl2sql"
 
 
-def context_fields() -> dict[str, str]:
-    """trace/span ids of the active span (none outside a span) and the tenant context, if any."""
-    from opentelemetry.trace import get_current_span
-
-    fields: dict[str, str] = {}
+def _trace_fields(fields: dict[str, Any]) -> None:
     ctx = get_current_span().get_span_context()
     if ctx.is_valid:
         fields["trace_id"] = format(ctx.trace_id, "032x")
         fields["span_id"] = format(ctx.span_id, "016x")
         fields["trace_flags"] = format(int(ctx.trace_flags), "02x")
-    try:
-        from nl2sql_observability import context as tenant
 
-        user = tenant.current_user_context()
-        node = tenant.current_node()
+
+def _tenant_fields(fields: dict[str, Any]) -> None:
+    try:
+        user = _tenant.current_user_context()
+        node = _tenant.current_node()
     except Exception:  # the context module must never break a log call
-        user, node = None, None
+        return
     if user is not None:
         for key in ("tenant_id", "user_id", "session_id"):
             value = getattr(user, key, None)
@@ -104,11 +103,27 @@ def context_fields() -> dict[str, str]:
                 fields[key] = str(value)
     if node:
         fields["node"] = str(node)
+
+
+def context_fields() -> dict[str, str]:
+    """trace/span ids of the active span (none outside a span) and the tenant context, if any."""
+    fields: dict[str, str] = {}
+    _trace_fields(fields)
+    _tenant_fields(fields)
     return fields
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def _rfc3339_ms(created: float) -> str:
-    return datetime.fromtimestamp(created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    global _second_cache
+    second = int(created)
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_cache = (second, prefix)
+    return f"{prefix}.{int((created - second) * 1000):03d}Z"
 
 
 class ContextJsonFormatter(JsonFormatter):
@@ -121,27 +136,28 @@ class ContextJsonFormatter(JsonFormatter):
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        scrubber = get_scrubber()
+        scrub = get_scrubber().scrub
         log_data["timestamp"] = _rfc3339_ms(record.created)
         log_data["level"] = record.levelname
         log_data["logger"] = record.name
-        log_data["message"] = scrubber.scrub(record.message)
-        log_data.update(context_fields())
+        log_data["message"] = scrub(record.message)
+        _trace_fields(log_data)
         if self._service_name is None:
             self._service_name = _service_name()
         log_data["service.name"] = self._service_name
-        # Keep the contract order: context fields came before service.name; move them after it.
-        for key in ("tenant_id", "user_id", "session_id", "node"):
-            if key in log_data:
-                log_data[key] = log_data.pop(key)
+        _tenant_fields(log_data)
         exc = message_dict.pop("exc_info", None)
         if exc:
-            log_data["exception"] = scrubber.scrub(exc)
+            log_data["exception"] = scrub(exc)
         stack = message_dict.pop("stack_info", None)
         if stack:
-            log_data["stack"] = scrubber.scrub(stack)
+            log_data["stack"] = scrub(stack)
+        attrs = record.__dict__
+        if not message_dict and not (attrs.keys() - _RESERVED):
+            return  # no extra= fields: the common case
+        scrubber = get_scrubber()
         extras: dict[str, Any] = dict(message_dict)  # logger.info({"k": v}) puts the dict here
-        for key, value in record.__dict__.items():
+        for key, value in attrs.items():
             if key not in _RESERVED and not key.startswith("_"):
                 extras[key] = value
         for key, value in extras.items():
