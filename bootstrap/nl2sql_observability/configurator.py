@@ -51,7 +51,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from nl2sql_observability import __version__
 from nl2sql_observability import semconv as sc
-from nl2sql_observability.settings import ConfigurationError, ObservabilitySettings, load_settings
+from nl2sql_observability.settings import (
+    ConfigurationError,
+    ObservabilitySettings,
+    check_all_settings,
+    load_settings,
+)
 
 __all__ = [
     "Nl2sqlConfigurator",
@@ -304,7 +309,7 @@ def configure(
         if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
             return None
         telemetry = build_telemetry(
-            settings,
+            settings or check_all_settings(),
             extra_span_processors=extra_span_processors,
             extra_metric_readers=extra_metric_readers,
             shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones

@@ -2,8 +2,9 @@
 
 `opentelemetry-instrument` loads one distro (the one named by `OTEL_PYTHON_DISTRO`, else the first
 found), calls its `configure()`, then loads the configurators. Ours:
-- validates the settings first, so a bad `OBSERVABILITY_EXPORTER` or `OTEL_EXPORTER_OTLP_PROTOCOL`
-  stops start-up with one message (exit status 2) instead of a logged traceback;
+- validates every setting first (`OBSERVABILITY_*` of the distro, logging, scrubber and audit log,
+  `OTEL_EXPORTER_OTLP_PROTOCOL`), so a bad value stops start-up with one message (exit status 2)
+  instead of a logged traceback or a warning at the first LLM call;
 - defaults `OTEL_PYTHON_CONFIGURATOR=nl2sql_observability`, so our configurator is the one that runs
   even when another package (e.g. `opentelemetry-distro`) registers a `configurator` entry point.
   It does not depend on `opentelemetry-distro`. If another distro is installed too, set
@@ -18,7 +19,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from nl2sql_observability.settings import ConfigurationError, load_settings
+from nl2sql_observability.settings import ConfigurationError, check_all_settings
 
 __all__ = ["ENTRY_POINT_NAME", "Nl2sqlDistro"]
 
@@ -30,7 +31,7 @@ class Nl2sqlDistro(BaseDistro):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            load_settings()
+            check_all_settings()
         except ConfigurationError as exc:
             from nl2sql_observability.configurator import fail_startup
 

@@ -23,11 +23,13 @@ from pythonjsonlogger.json import JsonFormatter
 
 from nl2sql_observability import context as _tenant
 from nl2sql_observability.scrubbing import get_scrubber
+from nl2sql_observability.settings import load_settings
 
 __all__ = [
     "ContextJsonFormatter",
     "ContextTextFormatter",
     "LogSettingsError",
+    "check_log_settings",
     "configure_logging",
     "context_fields",
 ]
@@ -35,7 +37,6 @@ __all__ = [
 ENV_FORMAT = "OBSERVABILITY_LOG_FORMAT"
 ENV_LEVEL = "OBSERVABILITY_LOG_LEVEL"
 ENV_STREAM = "OBSERVABILITY_LOG_STREAM"
-ENV_EXPORTER = "OBSERVABILITY_EXPORTER"
 # opentelemetry-instrumentation-logging's switch for attaching its own (unscrubbed) handler.
 ENV_OTEL_LOG_AUTO = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
 _ENV_OTEL_LOG_AUTO_OWNER = "NL2SQL_OBS_LOG_HANDLER_PID"
@@ -253,7 +254,7 @@ def _resolve_json(json_format: bool | None) -> bool:
     if value not in ("auto", "json", "text"):
         raise LogSettingsError(f"{ENV_FORMAT}={value!r} is not valid; allowed: auto, json, text")
     if value == "auto":
-        return os.environ.get(ENV_EXPORTER, "").strip().lower() == "otlp"
+        return load_settings().exporter == "otlp"
     return value == "json"
 
 
@@ -298,6 +299,13 @@ def _claim_otel_log_handler() -> bool:
     return True
 
 
+def check_log_settings() -> None:
+    """Validate the `OBSERVABILITY_LOG_*` variables; raises `LogSettingsError` for a bad one."""
+    _resolve_json(None)
+    _resolve_level(None)
+    _resolve_stream(None)
+
+
 def configure_logging(
     *,
     json_format: bool | None = None,
@@ -310,7 +318,7 @@ def configure_logging(
     use_json = _resolve_json(json_format)
     resolved_level = _resolve_level(level)
     out = _resolve_stream(stream)
-    otlp = os.environ.get(ENV_EXPORTER, "").strip().lower() == "otlp"
+    otlp = load_settings().exporter_for("logs") == "otlp"
 
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _TAG, None)]:

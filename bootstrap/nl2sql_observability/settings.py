@@ -26,10 +26,13 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ConfigurationError", "ObservabilitySettings", "load_settings"]
+__all__ = ["ConfigurationError", "ObservabilitySettings", "check_all_settings", "load_settings"]
 
 ExporterName = Literal["otlp", "console", "none"]
 Protocol = Literal["grpc", "http/protobuf"]
+
+
+_PREFIX = "invalid observability configuration: "
 
 
 class ConfigurationError(ValueError):
@@ -143,7 +146,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ObservabilitySett
                 continue
             name = _env_name(field)
             problems.append(f"{name}={err.get('input')!r} is not allowed; allowed values: {_allowed(field)}")
-        raise ConfigurationError("invalid observability configuration: " + "; ".join(problems)) from None
+        raise ConfigurationError(_PREFIX + "; ".join(problems)) from None
 
 
 def _from_mapping(values: Mapping[str, str]) -> ObservabilitySettings:
@@ -155,3 +158,27 @@ def _from_mapping(values: Mapping[str, str]) -> ObservabilitySettings:
         if name in upper:
             data[field if name.startswith("OBSERVABILITY_") else name] = upper[name]
     return ObservabilitySettings.model_validate(data)
+
+
+def check_all_settings() -> ObservabilitySettings:
+    """Validate every setting of the package at start-up: the distro's, logging's
+    (`OBSERVABILITY_LOG_*`), the scrubber's (`OBSERVABILITY_SCRUB_*`) and the audit log's
+    (`OBSERVABILITY_AUDIT_*`). Raises one `ConfigurationError` that lists each bad variable."""
+    from nl2sql_observability.audit.settings import AuditConfigError, load_audit_settings
+    from nl2sql_observability.logs import LogSettingsError, check_log_settings
+    from nl2sql_observability.scrubbing import ScrubConfigError, load_scrubber
+
+    problems: list[str] = []
+    settings: ObservabilitySettings | None = None
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        problems.append(str(exc).removeprefix(_PREFIX))
+    for check in (check_log_settings, load_scrubber, load_audit_settings):
+        try:
+            check()
+        except (ConfigurationError, LogSettingsError, ScrubConfigError, AuditConfigError) as exc:
+            problems.append(str(exc).removeprefix(_PREFIX))
+    if problems or settings is None:
+        raise ConfigurationError(_PREFIX + "; ".join(dict.fromkeys(problems)))
+    return settings

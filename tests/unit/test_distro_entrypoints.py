@@ -198,6 +198,38 @@ def test_bad_setting_stops_startup_with_one_message(tmp_path, var, value, allowe
     assert f"{var}={value!r} is not allowed; allowed values: {allowed}" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("var", "value", "shown", "allowed"),
+    [
+        ("OBSERVABILITY_LOG_FORMAT", "yaml", "'yaml'", "auto, json, text"),
+        ("OBSERVABILITY_LOG_LEVEL", "LOUD", "'LOUD'", "DEBUG"),
+        ("OBSERVABILITY_AUDIT_SINK", "s3", "'s3'", "'file' or 'sqlite'"),
+        # the message names the one bad pattern inside the JSON list
+        ("OBSERVABILITY_SCRUB_EXTRA_PATTERNS", '["ok", "("]', "'('", "not a valid regular expression"),
+    ],
+)
+def test_bad_log_audit_or_scrub_setting_stops_startup(tmp_path, var, value, shown, allowed):
+    """Settings of the logging, audit and scrubbing modules are checked before the app runs too,
+    not at the first log line or LLM call."""
+    app = tmp_path / "app.py"
+    app.write_text("print('the app ran')\n")
+    proc = subprocess.run(
+        [str(INSTRUMENT), sys.executable, str(app)],
+        env=_env(tmp_path, **{var: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "the app ran" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert var in lines[0]
+    assert shown in lines[0]
+    assert allowed in lines[0]
+
+
 def _demo_args(tmp_path: Path) -> list[str]:
     return [
         str(NL2SQL_OBS),

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from nl2sql_observability.context import UserContext, user_context
 from nl2sql_observability.logs import LogSettingsError, configure_logging
+from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
@@ -136,8 +137,12 @@ def test_exception_and_extra_fields_are_scrubbed() -> None:
 
 
 def test_service_name_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a configured SDK (no resource to read), OTEL_SERVICE_NAME names the service.
+    monkeypatch.setattr("opentelemetry.trace.get_tracer_provider", trace.NoOpTracerProvider)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-nl2sql")
-    assert _log_json(lambda log: log.info("x"))["service.name"] in ("billing-nl2sql", "nl2sql")
+    assert _log_json(lambda log: log.info("x"))["service.name"] == "billing-nl2sql"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    assert _log_json(lambda log: log.info("x"))["service.name"] == "nl2sql"
 
 
 def test_configure_twice_adds_no_duplicate_handler() -> None:
@@ -145,8 +150,10 @@ def test_configure_twice_adds_no_duplicate_handler() -> None:
     configure_logging(json_format=True, stream=out)
     configure_logging(json_format=True, stream=out)
     configure_logging(json_format=True, stream=out)
-    ours = [h for h in logging.getLogger().handlers if getattr(h, "_nl2sql_obs_handler", None)]
-    assert len(ours) == 1
+    kinds = [getattr(h, "_nl2sql_obs_handler", None) for h in logging.getLogger().handlers]
+    ours = [kind for kind in kinds if kind]
+    assert ours.count("console") == 1
+    assert len(ours) == len(set(ours)), f"duplicate handlers: {ours}"
     logging.getLogger("app").warning("once")
     assert len(_lines(out)) == 1
 
