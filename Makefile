@@ -15,10 +15,12 @@ COMPOSE_FILE ?= compose/docker-compose.yml
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt locks every transitive dependency to the set the tests last passed with
+# (regenerate: .venv/bin/pip freeze --exclude-editable > constraints.txt).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
-	$(PY) -m pip install --quiet -e '.[demo,dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[demo,dev]'
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv with the package, the demo and the dev tools
