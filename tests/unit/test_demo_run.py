@@ -136,9 +136,9 @@ def test_cli_summary_json_and_text(tmp_path, captured, audit_calls, capsys):
         (["--tenants", "Acme Corp"], "'Acme Corp' is not allowed"),
         (["--tenants", "a" * 65], "is not allowed"),
         (["--failure-rate", "1.5"], "allowed: 0.0 to 1.0"),
-        (["--concurrency", "0"], "allowed: 1 or more"),
-        (["--time-scale", "-1"], "allowed: a finite number >= 0"),
-        (["--requests", "x"], "not an integer"),
+        (["--concurrency", "0"], "'0' is not allowed (allowed: an integer, 1 or more)"),
+        (["--time-scale", "-1"], "allowed: a finite number, 0 or more"),
+        (["--requests", "x"], "'x' is not a number (allowed: an integer, 0 or more)"),
     ],
 )
 def test_cli_bad_input(args, message, capsys):

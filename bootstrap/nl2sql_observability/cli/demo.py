@@ -4,50 +4,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["register"]
 
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer (allowed: 1 or more)") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 1 or more)")
-    return number
+N = TypeVar("N", int, float)
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer (allowed: 0 or more)") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 0 or more)")
-    return number
+def _number(convert: Callable[[str], N], low: N, high: N | None, allowed: str) -> Callable[[str], N]:
+    """An argparse `type` that converts a value and checks `low <= value <= high` (no upper bound
+    when `high` is None; NaN and infinity are refused), naming the value and what is allowed."""
+
+    def parse(value: str) -> N:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number (allowed: {allowed})") from None
+        if not low <= number or (high is not None and not number <= high) or number == float("inf"):
+            raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: {allowed})")
+        return number
+
+    return parse
 
 
-def _fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number (allowed: 0.0 to 1.0)") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 0.0 to 1.0)")
-    return number
-
-
-def _scale(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number (allowed: 0 or more)") from None
-    if not number >= 0.0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: a finite number >= 0)")
-    return number
+_positive_int = _number(int, 1, None, "an integer, 1 or more")
+_non_negative_int = _number(int, 0, None, "an integer, 0 or more")
+_fraction = _number(float, 0.0, 1.0, "0.0 to 1.0")
+_scale = _number(float, 0.0, None, "a finite number, 0 or more")
 
 
 def _tenants(value: str) -> tuple[str, ...]:
