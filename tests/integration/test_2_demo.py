@@ -8,6 +8,7 @@ assertions read only that run's data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -265,8 +266,12 @@ def test_validation_failure_ratio_matches_the_demo(stack: Stack, main_run: DemoR
         interval=2,
         what="the failure-ratio recording rule",
     )
-    # the recording rule is a rate ratio over 5m; over one short run it equals the count ratio
-    assert ratio == pytest.approx(failed / (passed + failed), rel=0.05, abs=0.01)
+    # The recording rule is a rate ratio over 5m. Over one short run it matches the count ratio only
+    # when Prometheus starts each new counter at zero (created-timestamp-zero-ingestion); without
+    # it, rate() ignores every increment before a series' first sample and the ratio halves.
+    truth = failed / (passed + failed)
+    FIGURES.put("validation failure ratio: recording rule vs demo", f"{ratio:.3f} vs {truth:.3f}")
+    assert ratio == pytest.approx(truth, rel=0.25), (ratio, truth)
 
 
 def test_p95_recording_rule_per_node(stack: Stack, main_run: DemoRun) -> None:
@@ -341,28 +346,42 @@ def dashboard_queries() -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+def _queries_with_data(
+    stack: Stack, exprs: dict[str, str], times: list[float | None], timeout: float
+) -> list[str]:
+    """Poll the whole set until every expression returns data at one of `times`; returns the empty ones."""
+    pending = dict(exprs)
+
+    def done() -> bool:
+        for key, expr in list(pending.items()):
+            if any(stack.query(expr, at) for at in times):
+                del pending[key]
+        return not pending
+
+    with contextlib.suppress(AssertionError):
+        wait_until(done, timeout=timeout, interval=3, what="every query to return data")
+    return [f"{k}: {v}" for k, v in pending.items()]
+
+
 def test_every_dashboard_query_returns_data(stack: Stack, main_run: DemoRun) -> None:
     env = main_run.environment
     queries = dashboard_queries()
     assert queries
-    empty: list[str] = []
-    for board, title, target in queries:
-        ds = (target.get("datasource") or {}).get("type", "prometheus")
+    exprs: dict[str, str] = {}
+    jaeger_targets: list[str] = []
+    for i, (board, title, target) in enumerate(queries):
         if "expr" in target:
-            expr = _fill(target["expr"], env, "10m")
-
-            def has_data(e: str = expr) -> bool:
-                return any(stack.query(e, at) for at in (None, main_run.finished + 10))
-
-            try:
-                wait_until(has_data, timeout=75, interval=3, what=expr)
-            except AssertionError:
-                empty.append(f"{board} / {title}: {expr}")
-        elif ds == "jaeger":
-            service = target.get("service") or SERVICE
-            if not stack.traces(service, limit=5):
-                empty.append(f"{board} / {title}: Jaeger {target}")
-    assert not empty, "queries without data:\n" + "\n".join(empty)
+            exprs[f"{board} / {title} #{i}"] = _fill(target["expr"], env, "10m")
+        elif (target.get("datasource") or {}).get("type") == "jaeger":
+            jaeger_targets.append(f"{board} / {title}")
+    # raw series: around the end of the run; recording rules: now (they are evaluated every 30 s)
+    empty = _queries_with_data(
+        stack, exprs, [None, main_run.finished + 5, main_run.finished + 15], timeout=90
+    )
+    for name in jaeger_targets:
+        if not stack.traces(SERVICE, limit=5):
+            empty.append(f"{name}: Jaeger search for service {SERVICE}")
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
 
 
 def _alert_rule(uid_part: str) -> tuple[str, str, float]:
@@ -379,17 +398,15 @@ def _alert_rule(uid_part: str) -> tuple[str, str, float]:
 
 def test_every_alert_rule_query_returns_data(stack: Stack, main_run: DemoRun) -> None:
     doc = yaml.safe_load(ALERT_RULES.read_text())
-    empty = []
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            for d in rule["data"]:
-                if d["datasourceUid"] == "__expr__":
-                    continue
-                expr = d["model"]["expr"]
-                try:
-                    wait_until(lambda e=expr: stack.query(e), timeout=120, interval=3, what=expr)
-                except AssertionError:
-                    empty.append(f"{rule['uid']}: {expr}")
+    exprs = {
+        rule["uid"]: d["model"]["expr"]
+        for group in doc["groups"]
+        for rule in group["rules"]
+        for d in rule["data"]
+        if d["datasourceUid"] != "__expr__"
+    }
+    assert exprs
+    empty = _queries_with_data(stack, exprs, [None], timeout=120)
     assert not empty, "alert queries without data:\n" + "\n".join(empty)
 
 
