@@ -459,18 +459,22 @@ def test_jaeger_spm_returns_node_metrics(stack: Stack, main_run: DemoRun, kind: 
         if kind == "latencies":
             params["quantile"] = 0.95
         body = stack.get_json(f"{stack.jaeger}/api/metrics/{kind}", **params)
+        last.append(body)
         out: dict[str, list[float]] = {}
         for m in body.get("metrics") or []:
             labels = {lbl["name"]: lbl["value"] for lbl in m.get("labels") or []}
             values = [
-                float(p["gaugeValue"]["doubleValue"])
+                float((p.get("gaugeValue") or {}).get("doubleValue", 0.0))
                 for p in m.get("metricPoints") or []
-                if "gaugeValue" in p
             ]
             out[labels.get("operation", "")] = [x for x in values if x == x]  # drop NaN
         return out if all(out.get(n) for n in nodes) else None
 
-    got = wait_until(ops, timeout=120, interval=3, what=f"SPM {kind} for {sorted(nodes)}")
+    last: list[dict[str, Any]] = []
+    try:
+        got = wait_until(ops, timeout=120, interval=3, what=f"SPM {kind} for {sorted(nodes)}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nlast answer: {json.dumps(last[-1:])[:3000]}") from None
     for n in nodes:
         assert max(got[n]) > 0
 
