@@ -21,6 +21,7 @@ import pytest
 from stackkit import (
     BACKENDS,
     COMPOSE_FILE,
+    COMPOSE_OVERRIDES,
     FIGURES,
     GRAFANA_SKIP_REASON,
     IMAGES_ENV,
@@ -126,7 +127,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     os.environ.update(s.env)  # DockerCompose runs `docker compose` with this process's environment
     compose = DockerCompose(
         context=str(ROOT),
-        compose_file_name=str(COMPOSE_FILE.relative_to(ROOT)),
+        compose_file_name=[str(COMPOSE_FILE.relative_to(ROOT)), *map(str, COMPOSE_OVERRIDES)],
         services=list(BACKENDS),  # Grafana is left out: its image can't be pulled or built here
         wait=True,
         pull=False,

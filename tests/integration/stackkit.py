@@ -22,6 +22,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
+# extra compose files layered on top (e.g. to try a flag before changing the product's file)
+COMPOSE_OVERRIDES = [
+    Path(p) for p in os.environ.get("NL2SQL_OBS_COMPOSE_OVERRIDES", "").split(os.pathsep) if p
+]
 TOOLS = Path(os.environ.get("NL2SQL_OBS_TOOLS") or Path.home() / ".cache" / "nl2sql-obs" / "bin")
 IMAGES_ENV = Path(os.environ.get("NL2SQL_OBS_IMAGES_ENV") or TOOLS.parent / "images.env")
 BACKENDS = ("collector", "jaeger", "prometheus")
@@ -139,7 +143,8 @@ class Stack:
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         docker = shutil.which("docker") or "docker"
-        cmd = [docker, "compose", "-f", str(COMPOSE_FILE), "-p", self.project, *args]
+        files = [x for f in [COMPOSE_FILE, *COMPOSE_OVERRIDES] for x in ("-f", str(f))]
+        cmd = [docker, "compose", *files, "-p", self.project, *args]
         proc = subprocess.run(
             cmd,
             env=self.compose_env(),
