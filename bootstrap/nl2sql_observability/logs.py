@@ -229,6 +229,13 @@ def _otel_handler_class() -> type[logging.Handler] | None:
     return _OTEL_HANDLER_CLASS
 
 
+def _not_from_the_telemetry_pipeline(record: logging.LogRecord) -> bool:
+    """Keep the SDK's and exporters' own records (e.g. "collector unreachable") out of the OTLP
+    handler: exporting them through the pipeline they report on loops back into the SDK. They
+    still reach the console handler."""
+    return not record.name.startswith("opentelemetry")
+
+
 def _foreign_otel_handlers(root: logging.Logger) -> list[logging.Handler]:
     """OTel log handlers on the root logger that are not ours (the instrumentor's, the SDK's)."""
     classes: list[type] = []
@@ -341,6 +348,7 @@ def configure_logging(
                 root.removeHandler(handler)
             otel_handler = handler_class(logger_provider=get_logger_provider())  # type: ignore[call-arg]
             setattr(otel_handler, _TAG, "otlp")
+            otel_handler.addFilter(_not_from_the_telemetry_pipeline)
             root.addHandler(otel_handler)
             try:  # let LoggingInstrumentor().uninstrument() remove ours instead of the one it made
                 from opentelemetry.instrumentation.logging import LoggingInstrumentor

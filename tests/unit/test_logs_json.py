@@ -232,6 +232,17 @@ def test_otlp_mode_sends_scrubbed_records_through_the_otel_handler(
     assert _lines(out)[0]["message"] == "key [REDACTED:openai_api_key]"
 
 
+def test_the_sdks_own_records_go_to_the_console_but_not_back_into_otlp(
+    otel_logs: InMemoryLogRecordExporter,
+) -> None:
+    out = io.StringIO()
+    configure_logging(stream=out, level="INFO")
+    logging.getLogger("opentelemetry.exporter.otlp.proto.http").warning("collector unreachable")
+    logging.getLogger("app").warning("app line")
+    assert [r.log_record.body for r in otel_logs.get_finished_logs()] == ["app line"]
+    assert [line["message"] for line in _lines(out)] == ["collector unreachable", "app line"]
+
+
 def test_no_duplicate_otel_handler_under_the_logging_instrumentor(
     otel_logs: InMemoryLogRecordExporter,
 ) -> None:
