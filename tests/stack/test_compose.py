@@ -126,7 +126,7 @@ def test_health_gated_with_limits_and_volumes() -> None:
     prom = " ".join(services["prometheus"]["command"])
     for flag in (
         "--web.enable-otlp-receiver",
-        "--enable-feature=exemplar-storage",
+        "--enable-feature=exemplar-storage,created-timestamp-zero-ingestion",
         "--storage.tsdb.retention.time=15d",
     ):
         assert flag in prom

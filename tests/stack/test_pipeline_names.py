@@ -148,7 +148,7 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
             f"--storage.tsdb.path={tmp / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
             "--web.enable-otlp-receiver",
-            "--enable-feature=exemplar-storage",
+            "--enable-feature=exemplar-storage,created-timestamp-zero-ingestion",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
