@@ -26,6 +26,7 @@ so that an unreachable collector never blocks exit for long.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import sys
@@ -39,11 +40,11 @@ from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
 from opentelemetry.sdk._configuration import _BaseConfigurator
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER, OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.exemplar import TraceBasedExemplarFilter
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -161,43 +162,23 @@ def _timeout_for(signal: Signal, settings: ObservabilitySettings) -> float | Non
     return settings.export_timeout
 
 
-def _otlp_span_exporter(settings: ObservabilitySettings) -> SpanExporter:
-    timeout = _timeout_for("traces", settings)
-    if settings.protocol_for("traces") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter(timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(timeout=timeout)
+# The OTLP exporter of each signal: opentelemetry.exporter.otlp.proto.{grpc|http}.<module>.<class>,
+# imported only when that one is used.
+_OTLP_EXPORTERS: dict[Signal, tuple[str, str]] = {
+    "traces": ("trace_exporter", "OTLPSpanExporter"),
+    "metrics": ("metric_exporter", "OTLPMetricExporter"),
+    "logs": ("_log_exporter", "OTLPLogExporter"),
+}
+_OTLP_PACKAGES = {"grpc": "grpc", "http/protobuf": "http"}
 
 
-def _otlp_metric_exporter(settings: ObservabilitySettings) -> MetricExporter:
-    timeout = _timeout_for("metrics", settings)
-    if settings.protocol_for("metrics") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter(timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(timeout=timeout)
-
-
-def _otlp_log_exporter(settings: ObservabilitySettings) -> LogRecordExporter:
-    timeout = _timeout_for("logs", settings)
-    if settings.protocol_for("logs") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-        return OTLPLogExporter(timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-        OTLPLogExporter as HttpLogExporter,
-    )
-
-    return HttpLogExporter(timeout=timeout)
+def _otlp_exporter(signal: Signal, settings: ObservabilitySettings) -> Any:
+    """The OTLP exporter of `signal` for its protocol, with our bounded timeout unless OTEL_* sets one."""
+    module_name, class_name = _OTLP_EXPORTERS[signal]
+    package = _OTLP_PACKAGES[settings.protocol_for(signal)]
+    module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{package}.{module_name}")
+    exporter_class = getattr(module, class_name)
+    return exporter_class(timeout=_timeout_for(signal, settings))
 
 
 def _one_line_json(span: Any) -> str:
@@ -231,7 +212,7 @@ def build_telemetry(
     network: list[Any] = []
     traces = settings.exporter_for("traces")
     if traces == "otlp":
-        span_exporters.append(_otlp_span_exporter(settings))
+        span_exporters.append(_otlp_exporter("traces", settings))
         network.append(span_exporters[-1])
     elif traces == "console":
         span_exporters.append(ConsoleSpanExporter(out=sys.stdout, formatter=_one_line_json))
@@ -248,7 +229,7 @@ def build_telemetry(
     readers: list[MetricReader] = []
     metrics_to = settings.exporter_for("metrics")
     if metrics_to == "otlp":
-        network.append(_otlp_metric_exporter(settings))
+        network.append(_otlp_exporter("metrics", settings))
         readers.append(
             PeriodicExportingMetricReader(network[-1], export_timeout_millis=settings.export_timeout * 1000)
         )
@@ -274,7 +255,7 @@ def build_telemetry(
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     if settings.exporter_for("logs") == "otlp":
-        network.append(_otlp_log_exporter(settings))
+        network.append(_otlp_exporter("logs", settings))
         logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(network[-1], export_timeout_millis=int(settings.export_timeout * 1000))
         )
