@@ -63,9 +63,23 @@ if [[ -f "$images_env" ]]; then
   done <"$images_env"
 fi
 
-# 4. Start. A pull failure (no registry, unknown tag) gets a hint instead of a wall of text.
+# 4. Grafana has no source build: when its image is neither here nor pullable (a machine without a
+#    registry), start the rest of the stack rather than nothing, and say so.
+started=()  # empty: every service
+grafana_image="${GRAFANA_IMAGE:-$(sed -n 's/^GRAFANA_IMAGE=//p' compose/.env)}"
+if ! docker image inspect "$grafana_image" >/dev/null 2>&1 && ! docker pull -q "$grafana_image" >/dev/null 2>&1; then
+  printf 'warning: the Grafana image %s is not on this machine and cannot be pulled;
+' "$grafana_image" >&2
+  printf '         starting the collector, Jaeger and Prometheus without Grafana. To add it, make the
+' >&2
+  printf '         registry reachable or set GRAFANA_IMAGE to an image you have, then run make up again.
+' >&2
+  started=(collector jaeger prometheus)
+fi
+
+# 5. Start. A pull failure (no registry, unknown tag) gets a hint instead of a wall of text.
 say "starting the stack (${files[*]})"
-if ! out=$("${compose[@]}" "${args[@]}" up -d 2>&1); then
+if ! out=$("${compose[@]}" "${args[@]}" up -d "${started[@]}" 2>&1); then
   printf '%s\n' "$out" >&2
   if grep -qiE 'pull|manifest|not found|denied|registry|toomanyrequests|no such host|i/o timeout' <<<"$out"; then
     cat >&2 <<'MSG'
@@ -81,10 +95,10 @@ MSG
   exit 1
 fi
 
-# 5. Wait until every service reports healthy.
+# 6. Wait until every started service reports healthy.
 say "waiting up to ${timeout_s}s for the services to become healthy"
 deadline=$((SECONDS + timeout_s))
-services=$("${compose[@]}" "${args[@]}" config --services)
+services="${started[*]:-$("${compose[@]}" "${args[@]}" config --services)}"
 while :; do
   pending=()
   for s in $services; do
@@ -106,10 +120,15 @@ url() {  # the host address compose actually published for <service> <container 
   printf '%s' "${a:-not published}"
 }
 pwshow="${pwfile#"$root"/}"
+if ((${#started[@]})); then
+  grafana_line="Grafana      not started (no image: see the warning above)"
+else
+  grafana_line="Grafana      http://$(url grafana 3000)    admin user ${GRAFANA_ADMIN_USER:-admin}, password: cat $pwshow  (anonymous visitors: Viewer)"
+fi
 cat <<EOF2
 
   nl2sql-observability stack is up.
-  Grafana      http://$(url grafana 3000)    admin user ${GRAFANA_ADMIN_USER:-admin}, password: cat $pwshow  (anonymous visitors: Viewer)
+  $grafana_line
   Jaeger       http://$(url jaeger 16686)
   Prometheus   http://$(url prometheus 9090)
   OTLP gRPC    $(url collector 4317)        OTLP HTTP  http://$(url collector 4318)
