@@ -33,9 +33,21 @@ if ! docker info >/dev/null 2>&1; then
         echo "ci-prerequisites: no Docker engine answers and this is not root: start dockerd, or add yourself to the docker group" >&2
         exit 1
     fi
+    # An engine that is still shutting down gets up to 30 s to finish.
+    for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null || break; sleep 1; done
+    if pgrep -x dockerd >/dev/null; then
+        echo "ci-prerequisites: a dockerd process runs but does not answer; stop it and run again" >&2
+        exit 1
+    fi
+    # No dockerd runs, so a pid file is stale (an engine that was killed) and would stop the new one.
+    rm -f /var/run/docker.pid
     echo "starting dockerd (log: /tmp/nl2sql-obs-dockerd.log)"
     nohup dockerd >/tmp/nl2sql-obs-dockerd.log 2>&1 &
-    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        pgrep -x dockerd >/dev/null || break  # it died: no point in waiting
+        sleep 1
+    done
     docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/nl2sql-obs-dockerd.log" >&2; tail -20 /tmp/nl2sql-obs-dockerd.log >&2; exit 1; }
 fi
 echo "ci-prerequisites: Go $gover, Docker engine $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
