@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from nl2sql_observability.audit.events import (
+    FIELDS,
     AuditEvent,
     CorruptEventError,
     Filters,
@@ -224,26 +225,10 @@ def iter_file_events(path: Path, backup_count: int | None = None) -> Iterator[tu
 
 # --- SQLite -----------------------------------------------------------------------------------
 
-COLUMNS = (
-    "schema_version",
-    "event_id",
-    "timestamp",
-    "trace_id",
-    "span_id",
-    "tenant_id",
-    "user_id",
-    "session_id",
-    "node",
-    "model",
-    "prompt_text",
-    "response_text",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "latency_ms",
-    "status",
-    "error_type",
-    "error_message",
+# The contract's fields as columns; `tokens` {input, output, total} becomes three columns.
+TOKEN_COLUMNS = {"input_tokens": "input", "output_tokens": "output", "total_tokens": "total"}
+COLUMNS = tuple(
+    column for field in FIELDS for column in (tuple(TOKEN_COLUMNS) if field == "tokens" else (field,))
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -276,27 +261,17 @@ _INSERT = f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('
 
 def _row(event: AuditEvent) -> tuple[Any, ...]:
     tokens = event.get("tokens") or {}
-    flat = dict(event, input_tokens=tokens.get("input"), output_tokens=tokens.get("output"))
-    flat["total_tokens"] = tokens.get("total")
+    flat = dict(event, **{column: tokens.get(key) for column, key in TOKEN_COLUMNS.items()})
     return tuple(flat.get(c) for c in COLUMNS)
 
 
 def _event(row: sqlite3.Row) -> AuditEvent:
     data = dict(row)
-    tokens = {
-        "input": data.pop("input_tokens"),
-        "output": data.pop("output_tokens"),
-        "total": data.pop("total_tokens"),
-    }
-    return {
-        **{k: data[k] for k in COLUMNS if k in data and k not in ("input_tokens", "output_tokens")},
-        "tokens": tokens,
-    }
+    tokens = {key: data.pop(column) for column, key in TOKEN_COLUMNS.items()}
+    return {**{k: data[k] for k in COLUMNS if k in data}, "tokens": tokens}
 
 
 def _reorder(event: AuditEvent) -> AuditEvent:
-    from nl2sql_observability.audit.events import FIELDS
-
     return {k: event.get(k) for k in FIELDS}
 
 
