@@ -240,15 +240,20 @@ def _demo_args(tmp_path: Path) -> list[str]:
     ]
 
 
-def test_plain_demo_configures_itself(tmp_path):
-    proc = subprocess.run(
+def _run_plain_demo(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`nl2sql-obs demo` without `opentelemetry-instrument`: it configures telemetry itself."""
+    return subprocess.run(
         _demo_args(tmp_path),
-        env=_env(tmp_path, OBSERVABILITY_EXPORTER="console"),
+        env=_env(tmp_path, **env),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_plain_demo_configures_itself(tmp_path):
+    proc = _run_plain_demo(tmp_path, OBSERVABILITY_EXPORTER="console")
     assert proc.returncode == 0, proc.stderr[-3000:]
     spans = [r for r in _json_lines(proc.stdout) if "context" in r]
     assert {s["name"] for s in spans} >= {"invoke_workflow nl2sql", "node answer"}
@@ -256,14 +261,7 @@ def test_plain_demo_configures_itself(tmp_path):
 
 
 def test_plain_demo_bad_setting_one_message(tmp_path):
-    proc = subprocess.run(
-        _demo_args(tmp_path),
-        env=_env(tmp_path, OBSERVABILITY_EXPORTER="jaeger"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _run_plain_demo(tmp_path, OBSERVABILITY_EXPORTER="jaeger")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "nl2sql-observability: invalid observability configuration: "
