@@ -21,24 +21,23 @@ import pytest
 import yaml
 from demo import DemoRun, audit_show, demo
 from stackkit import FIGURES, ROOT, Stack, parent_id, span_tag, wait_until
+from typing_extensions import Self
 
 SERVICE = "nl2sql"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 ALERT_RULES = ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml"
 
 
-class TraceWatcher:
-    """Polls Jaeger while a demo runs and notes when each trace (with its root span) first appears."""
+class _Poller:
+    """Calls `poll()` every `interval` seconds in a thread while the `with` block runs."""
 
-    def __init__(self, stack: Stack, since: float) -> None:
-        self.stack = stack
-        self.since_us = int(since * 1e6)
-        self.first_seen: dict[str, float] = {}
-        self.root_end: dict[str, float] = {}
+    interval = 0.5
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> TraceWatcher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -48,19 +47,34 @@ class TraceWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                traces = self.stack.traces(
-                    SERVICE, start=self.since_us, end=int(time.time() * 1e6) + 60_000_000
-                )
-            except Exception:
-                traces = []
-            now = time.time()
-            for t in traces:
-                for s in t["spans"]:
-                    if s["operationName"] == "invoke_workflow nl2sql" and t["traceID"] not in self.first_seen:
-                        self.first_seen[t["traceID"]] = now
-                        self.root_end[t["traceID"]] = (s["startTime"] + s["duration"]) / 1e6
-            self._stop.wait(0.5)
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+
+class TraceWatcher(_Poller):
+    """Polls Jaeger while a demo runs and notes when each trace (with its root span) first appears."""
+
+    def __init__(self, stack: Stack, since: float) -> None:
+        super().__init__()
+        self.stack = stack
+        self.since_us = int(since * 1e6)
+        self.first_seen: dict[str, float] = {}
+        self.root_end: dict[str, float] = {}
+
+    def poll(self) -> None:
+        try:
+            traces = self.stack.traces(SERVICE, start=self.since_us, end=int(time.time() * 1e6) + 60_000_000)
+        except Exception:
+            traces = []
+        now = time.time()
+        for t in traces:
+            for s in t["spans"]:
+                if s["operationName"] == "invoke_workflow nl2sql" and t["traceID"] not in self.first_seen:
+                    self.first_seen[t["traceID"]] = now
+                    self.root_end[t["traceID"]] = (s["startTime"] + s["duration"]) / 1e6
 
     def latencies(self) -> list[float]:
         return [self.first_seen[k] - self.root_end[k] for k in self.first_seen]
@@ -83,34 +97,25 @@ def wait_for_traces(stack: Stack, trace_ids: list[str], timeout: float = 120) ->
     return found
 
 
-class MetricWatcher:
+class MetricWatcher(_Poller):
     """Polls Prometheus while a demo runs: when the request counter first reaches k."""
 
+    interval = 0.25
+
     def __init__(self, stack: Stack, env: str) -> None:
+        super().__init__()
         self.stack = stack
         self.expr = f'sum(nl2sql_request_duration_seconds_count{{deployment_environment_name="{env}"}})'
         self.reached: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> MetricWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                n = int(self.stack.scalar(self.expr) or 0)
-            except Exception:
-                n = 0
-            now = time.time()
-            for k in range(1, n + 1):
-                self.reached.setdefault(k, now)
-            self._stop.wait(0.25)
+    def poll(self) -> None:
+        try:
+            n = int(self.stack.scalar(self.expr) or 0)
+        except Exception:
+            n = 0
+        now = time.time()
+        for k in range(1, n + 1):
+            self.reached.setdefault(k, now)
 
     def latencies(self, request_ends: list[float]) -> list[float]:
         ends = sorted(request_ends)
