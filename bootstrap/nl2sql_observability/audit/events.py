@@ -12,7 +12,7 @@ from typing import Any
 from nl2sql_observability.scrubbing import get_scrubber
 
 SCHEMA_VERSION = 1
-# Contract field order (DESIGN.md, "Audit event").
+# Contract field order (docs/telemetry-contract.md, "Audit event").
 FIELDS = (
     "schema_version",
     "event_id",
