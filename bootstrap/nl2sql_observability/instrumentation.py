@@ -38,15 +38,23 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from nl2sql_observability import __version__
 from nl2sql_observability import semconv as sc
-from nl2sql_observability.context import _NODE, current_tenant_id
+from nl2sql_observability.context import (
+    _NODE,
+    _USER_CONTEXT,
+    UserContext,
+    current_tenant_id,
+    current_user_context,
+)
 
 __all__ = [
     "LlmCall",
     "Step",
+    "count_validation",
     "error_type_of",
     "fail_current_step",
     "has_sdk",
@@ -179,7 +187,10 @@ _CURRENT_STEP: ContextVar[Step | None] = ContextVar("nl2sql_current_step", defau
 
 
 class Step:
-    """One running node or workflow: a span that is current while the body runs, plus its duration."""
+    """One running node or workflow: a span that is current while the body runs, plus its duration.
+
+    The explicit API enters and exits it in one context (`_enter`/`_exit`); the zero-code
+    instrumentor starts and finishes it from LangChain callbacks (`start`/`finish`, `auto=True`)."""
 
     __slots__ = (
         "_error_message",
@@ -187,18 +198,24 @@ class Step:
         "_otel_token",
         "_start",
         "_step_token",
+        "auto",
         "error_type",
         "kind",
         "name",
         "span",
+        "tenant",
+        "validation_recorded",
     )
 
-    def __init__(self, kind: Literal["node", "workflow"], name: str) -> None:
+    def __init__(self, kind: Literal["node", "workflow"], name: str, *, auto: bool = False) -> None:
         self.kind = kind
         self.name = name
+        self.auto = auto
         self.error_type: str | None = None
         self._error_message: str | None = None
         self.span: Span = trace.INVALID_SPAN
+        self.tenant: str | None = None
+        self.validation_recorded = False
         self._otel_token: Token[Any] | None = None
         self._node_token: Token[str | None] | None = None
         self._step_token: Token[Step | None] | None = None
@@ -210,22 +227,24 @@ class Step:
         self._error_message = message
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _enter(self) -> Step:
+    def start(self, parent: Context | None = None, tenant: str | None = None) -> Step:
+        """Start the span (child of `parent`, else of the current context) and the clock; the tenant
+        is the one given, else the active one. Does not make the span current."""
         ins = _get()
         if self.kind == "node":
             span_name, span_attrs = ins.node_span(self.name)
         else:
             span_name = sc.WORKFLOW_SPAN_PREFIX + self.name
             span_attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_WORKFLOW}
-        self.span = ins.tracer.start_span(span_name, kind=SpanKind.INTERNAL, attributes=span_attrs)
-        self._otel_token = otel_context.attach(trace.set_span_in_context(self.span))
-        if self.kind == "node":
-            self._node_token = _NODE.set(self.name)
-        self._step_token = _CURRENT_STEP.set(self)
+        self.tenant = tenant if tenant is not None else current_tenant_id()
+        self.span = ins.tracer.start_span(
+            span_name, context=parent, kind=SpanKind.INTERNAL, attributes=span_attrs
+        )
         self._start = time.perf_counter()
         return self
 
-    def _exit(self, exc: BaseException | None) -> None:
+    def finish(self, exc: BaseException | None) -> None:
+        """Record the outcome on the span, record the duration histogram, end the span. Never raises."""
         elapsed = time.perf_counter() - self._start
         span = self.span
         try:
@@ -239,19 +258,40 @@ class Step:
                 span.set_attribute(sc.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, self._error_message))
             ins = _get()
-            tenant = current_tenant_id()
-            # Recorded while the span is still current, so the histogram exemplar points at it.
-            if self.kind == "node":
-                ins.node_duration.record(
-                    elapsed,
-                    ins.attrs((sc.NODE_NAME, self.name), (sc.TENANT_ID, tenant), (sc.ERROR_TYPE, error_type)),
-                )
-            else:
-                ins.request_duration.record(
-                    elapsed, ins.attrs((sc.TENANT_ID, tenant), (sc.ERROR_TYPE, error_type))
-                )
+            # Recorded while the span is current, so the histogram exemplar points at it.
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                if self.kind == "node":
+                    ins.node_duration.record(
+                        elapsed,
+                        ins.attrs(
+                            (sc.NODE_NAME, self.name),
+                            (sc.TENANT_ID, self.tenant),
+                            (sc.ERROR_TYPE, error_type),
+                        ),
+                    )
+                else:
+                    ins.request_duration.record(
+                        elapsed, ins.attrs((sc.TENANT_ID, self.tenant), (sc.ERROR_TYPE, error_type))
+                    )
+            finally:
+                otel_context.detach(token)
         except Exception:  # pragma: no cover - telemetry must never break the app
             _log.debug("recording %s %s failed", self.kind, self.name, exc_info=True)
+        finally:
+            span.end()
+
+    def _enter(self) -> Step:
+        self.start()
+        self._otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+        if self.kind == "node":
+            self._node_token = _NODE.set(self.name)
+        self._step_token = _CURRENT_STEP.set(self)
+        return self
+
+    def _exit(self, exc: BaseException | None) -> None:
+        try:
+            self.finish(exc)
         finally:
             # ValueError: exited in another context than entered (e.g. a generator finalised elsewhere)
             if self._step_token is not None:
@@ -262,7 +302,6 @@ class Step:
                     _NODE.reset(self._node_token)
             if self._otel_token is not None:
                 otel_context.detach(self._otel_token)
-            span.end()
 
     def __enter__(self) -> Step:
         return self._enter()
@@ -281,6 +320,56 @@ class Step:
         self._exit(exc)
 
 
+class _BorrowedStep:
+    """What the explicit API returns inside a zero-code step of the same kind and name: no second span
+    or measurement (nothing is counted twice); `fail()` marks the zero-code step."""
+
+    __slots__ = ("_token", "owner")
+
+    def __init__(self, owner: Step) -> None:
+        self.owner = owner
+        self._token: Token[Step | None] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.owner.kind
+
+    @property
+    def name(self) -> str:
+        return self.owner.name
+
+    @property
+    def span(self) -> Span:
+        return self.owner.span
+
+    def fail(self, error_type: str, message: str | None = None) -> None:
+        self.owner.fail(error_type, message)
+
+    def _enter(self) -> _BorrowedStep:
+        self._token = _CURRENT_STEP.set(cast(Step, self))
+        return self
+
+    def _exit(self, exc: BaseException | None) -> None:
+        if self._token is not None:
+            with contextlib.suppress(ValueError):
+                _CURRENT_STEP.reset(self._token)
+
+
+def _begin(kind: Literal["node", "workflow"], name: str) -> Step | _BorrowedStep:
+    """Enter an explicit step, or borrow the zero-code step already doing the same job."""
+    current = _CURRENT_STEP.get()
+    if isinstance(current, _BorrowedStep):
+        current = current.owner
+    if (
+        current is not None
+        and current.auto
+        and current.kind == kind
+        and (kind == "workflow" or current.name == name)
+    ):
+        return _BorrowedStep(current)._enter()
+    return Step(kind, name)._enter()
+
+
 class _StepFactory:
     """What `node(name)`/`workflow()` return: a context manager (each `with` is a new Step) and a
     decorator for sync and async functions."""
@@ -292,7 +381,7 @@ class _StepFactory:
         self._name = name
 
     def __enter__(self) -> Step:
-        return Step(self._kind, self._name)._enter()
+        return cast(Step, _begin(self._kind, self._name))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -322,7 +411,7 @@ class _StepFactory:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                step = Step(kind, name)._enter()
+                step = _begin(kind, name)
                 try:
                     result = await afn(*args, **kwargs)
                 except BaseException as exc:
@@ -335,7 +424,7 @@ class _StepFactory:
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            step = Step(kind, name)._enter()
+            step = _begin(kind, name)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -378,16 +467,28 @@ _OUTCOMES = ("passed", "failed")
 def record_validation(outcome: Literal["passed", "failed"], error_type: str | None = None) -> None:
     """Count one SQL validation.
 
-    `nl2sql.sql.validations{nl2sql.validation.outcome, tenant.id, error.type?}`."""
+    `nl2sql.sql.validations{nl2sql.validation.outcome, tenant.id, error.type?}`. Inside a node that
+    the zero-code instrumentor counts as a validator, this call replaces its own count."""
     if outcome not in _OUTCOMES:
         raise ValueError(f"validation outcome {outcome!r} is not allowed; allowed: passed, failed")
+    step = _CURRENT_STEP.get()
+    if step is not None:
+        owner = step.owner if isinstance(step, _BorrowedStep) else step
+        owner.validation_recorded = True
+    count_validation(outcome, error_type, current_tenant_id())
+
+
+def count_validation(
+    outcome: Literal["passed", "failed"], error_type: str | None, tenant: str | None
+) -> None:
+    """Add one to `nl2sql.sql.validations` for this tenant. Never raises."""
     try:
         ins = _get()
         ins.validations.add(
             1,
             ins.attrs(
                 (sc.VALIDATION_OUTCOME, outcome),
-                (sc.TENANT_ID, current_tenant_id()),
+                (sc.TENANT_ID, tenant),
                 (sc.ERROR_TYPE, error_type if outcome == "failed" else None),
             ),
         )
@@ -417,9 +518,19 @@ class LlmCall:
         "span",
         "start",
         "tenant",
+        "user",
     )
 
-    def __init__(self, *, model: str, provider: str, prompt_text: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        provider: str,
+        prompt_text: str = "",
+        parent: Context | None = None,
+        node: str | None = None,
+        user: UserContext | None = None,
+    ) -> None:
         self.model = model or "unknown"
         self.provider = provider or "unknown"
         self.prompt_text = prompt_text
@@ -429,18 +540,20 @@ class LlmCall:
         self.output_tokens: int | None = None
         self.error_type: str | None = None
         self.error_message: str | None = None
-        self.node = _NODE.get()
-        self.tenant = current_tenant_id()
+        self.node = node if node is not None else _NODE.get()
+        self.user = user if user is not None else current_user_context()
+        self.tenant = self.user.tenant_id if self.user is not None else None
         self._token: Token[Any] | None = None
         self._done = False
+        attributes = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+            sc.GEN_AI_PROVIDER_NAME: self.provider,
+            sc.GEN_AI_REQUEST_MODEL: self.model,
+        }
+        if self.node is not None:
+            attributes[sc.NODE_NAME] = self.node
         self.span = _get().tracer.start_span(
-            sc.CHAT_SPAN_PREFIX + self.model,
-            kind=SpanKind.CLIENT,
-            attributes={
-                sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
-                sc.GEN_AI_PROVIDER_NAME: self.provider,
-                sc.GEN_AI_REQUEST_MODEL: self.model,
-            },
+            sc.CHAT_SPAN_PREFIX + self.model, context=parent, kind=SpanKind.CLIENT, attributes=attributes
         )
         self.start = time.perf_counter()
 
@@ -470,12 +583,17 @@ class LlmCall:
         self._done = True
         elapsed = time.perf_counter() - self.start
         span = self.span
+        # The audit event takes its trace ids and tenant from the active context: make it this call's.
         token = otel_context.attach(trace.set_span_in_context(span))
+        user_token = _USER_CONTEXT.set(self.user)
+        node_token = _NODE.set(self.node)
         try:
             self._record(span, elapsed)
         except Exception:  # pragma: no cover - telemetry must never break the app
             _log.debug("recording LLM call failed", exc_info=True)
         finally:
+            _NODE.reset(node_token)
+            _USER_CONTEXT.reset(user_token)
             otel_context.detach(token)
             span.end()
 

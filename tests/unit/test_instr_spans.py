@@ -53,6 +53,7 @@ def test_workflow_node_chat_tree_via_langchain_handler(captured, audit_calls):
         "gen_ai.response.model": "nl2sql-sim-1",
         "gen_ai.usage.input_tokens": usage["input_tokens"],
         "gen_ai.usage.output_tokens": usage["output_tokens"],
+        "nl2sql.node.name": "generate_sql",
         "tenant.id": "acme",
         "user.id": "u-1",
         "session.id": "s-1",
