@@ -18,8 +18,9 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.outputs import LLMResult
 
+from nl2sql_observability.autoinstrument.messages import messages_text, model_name, provider_name, read_result
 from nl2sql_observability.instrumentation import LlmCall
 
 __all__ = ["TokenHandler"]
@@ -27,37 +28,19 @@ __all__ = ["TokenHandler"]
 _log = logging.getLogger(__name__)
 
 
-def _messages_text(messages: list[list[BaseMessage]]) -> str:
-    lines = []
-    for batch in messages:
-        for message in batch:
-            content = message.content if isinstance(message.content, str) else str(message.content)
-            lines.append(f"{message.type}: {content}")
-    return "\n".join(lines)
+def _instrumentor_sees_it() -> bool:
+    """True while the zero-code instrumentor records every chat call: this handler then stands aside."""
+    from nl2sql_observability.autoinstrument import active_handler
 
-
-def _model_name(serialized: dict[str, Any] | None, metadata: dict[str, Any], kwargs: dict[str, Any]) -> str:
-    name = metadata.get("ls_model_name")
-    if isinstance(name, str) and name:
-        return name
-    params = kwargs.get("invocation_params") or {}
-    for key in ("model", "model_name", "model_id"):
-        value = params.get(key)
-        if isinstance(value, str) and value:
-            return value
-    ser_kwargs = (serialized or {}).get("kwargs") or {}
-    for key in ("model", "model_name"):
-        value = ser_kwargs.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return "unknown"
+    return active_handler() is not None
 
 
 class TokenHandler(BaseCallbackHandler):
     """Turns LangChain chat-model callbacks into GenAI spans, metrics and audit events.
 
     Thread- and task-safe (runs are keyed by `run_id`); `run_inline` keeps it in the caller's
-    context under asyncio, so the node and tenant of the call are the right ones. Never raises."""
+    context under asyncio, so the node and tenant of the call are the right ones. Never raises.
+    Does nothing while the zero-code instrumentor is active (it records the same calls)."""
 
     run_inline = True
     raise_error = False
@@ -79,13 +62,14 @@ class TokenHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if _instrumentor_sees_it():
+            return
         try:
             meta = metadata or {}
-            provider = meta.get("ls_provider")
             call = LlmCall(
-                model=_model_name(serialized, meta, kwargs),
-                provider=provider if isinstance(provider, str) and provider else self._default_provider,
-                prompt_text=_messages_text(messages),
+                model=model_name(serialized, meta, kwargs),
+                provider=provider_name(meta, self._default_provider),
+                prompt_text=messages_text(messages),
             )
             with self._lock:
                 self._calls[run_id] = call
@@ -100,32 +84,12 @@ class TokenHandler(BaseCallbackHandler):
         if call is None:
             return
         try:
-            text = ""
-            input_tokens: int | None = None
-            output_tokens: int | None = None
-            response_model: str | None = None
-            generations = response.generations[0] if response.generations else []
-            if generations:
-                gen = generations[0]
-                text = gen.text
-                if isinstance(gen, ChatGeneration):
-                    usage = getattr(gen.message, "usage_metadata", None)
-                    if usage:
-                        input_tokens = int(usage.get("input_tokens", 0))
-                        output_tokens = int(usage.get("output_tokens", 0))
-                    model = gen.message.response_metadata.get("model_name")
-                    if isinstance(model, str) and model:
-                        response_model = model
-            if input_tokens is None and response.llm_output:
-                token_usage = response.llm_output.get("token_usage") or {}
-                if token_usage:
-                    input_tokens = int(token_usage.get("prompt_tokens", 0))
-                    output_tokens = int(token_usage.get("completion_tokens", 0))
-            if response_model is None and response.llm_output:
-                model = response.llm_output.get("model_name")
-                response_model = model if isinstance(model, str) and model else None
+            reply = read_result(response)
             call.set_response(
-                text, input_tokens=input_tokens, output_tokens=output_tokens, response_model=response_model
+                reply.text,
+                input_tokens=reply.input_tokens,
+                output_tokens=reply.output_tokens,
+                response_model=reply.response_model,
             )
         except Exception:  # pragma: no cover
             _log.debug("TokenHandler.on_llm_end failed to read the response", exc_info=True)

@@ -1,4 +1,4 @@
-"""Names from the telemetry contract (docs/telemetry-contract.md). Dashboards, rules and alerts use exactly these."""
+"""Names from the telemetry contract (docs/telemetry-contract.md): dashboards, rules and alerts use these."""
 
 # ruff: noqa: S105 - "token" here means LLM tokens, not secrets
 

@@ -165,6 +165,10 @@ def check_all_settings() -> ObservabilitySettings:
     (`OBSERVABILITY_LOG_*`), the scrubber's (`OBSERVABILITY_SCRUB_*`) and the audit log's
     (`OBSERVABILITY_AUDIT_*`). Raises one `ConfigurationError` that lists each bad variable."""
     from nl2sql_observability.audit.settings import AuditConfigError, load_audit_settings
+    from nl2sql_observability.autoinstrument.settings import (
+        InstrumentorConfigError,
+        load_instrumentor_settings,
+    )
     from nl2sql_observability.logs import LogSettingsError, check_log_settings
     from nl2sql_observability.scrubbing import ScrubConfigError, load_scrubber
 
@@ -174,10 +178,16 @@ def check_all_settings() -> ObservabilitySettings:
         settings = load_settings()
     except ConfigurationError as exc:
         problems.append(str(exc).removeprefix(_PREFIX))
-    for check in (check_log_settings, load_scrubber, load_audit_settings):
+    for check in (check_log_settings, load_scrubber, load_audit_settings, load_instrumentor_settings):
         try:
             check()
-        except (ConfigurationError, LogSettingsError, ScrubConfigError, AuditConfigError) as exc:
+        except (
+            ConfigurationError,
+            LogSettingsError,
+            ScrubConfigError,
+            AuditConfigError,
+            InstrumentorConfigError,
+        ) as exc:
             problems.append(str(exc).removeprefix(_PREFIX))
     if problems or settings is None:
         raise ConfigurationError(_PREFIX + "; ".join(dict.fromkeys(problems)))

@@ -14,7 +14,7 @@ GRAFANA = ROOT / "grafana"
 PROM = ROOT / "prometheus"
 
 DURATION = ("bucket", "sum", "count")
-# The telemetry contract (docs/telemetry-contract.md), as Prometheus 3 names it with UnderscoreEscapingWithSuffixes.
+# The contract (docs/telemetry-contract.md) as Prometheus 3 names it (UnderscoreEscapingWithSuffixes).
 CONTRACT_LABELS: dict[str, set[str]] = {
     "nl2sql_node_duration_seconds": {"nl2sql_node_name", "tenant_id", "error_type"},
     "nl2sql_request_duration_seconds": {"tenant_id", "error_type"},

@@ -1,0 +1,286 @@
+"""The LangChain callback handler that turns LangGraph runs into the telemetry contract.
+
+Which runs become what:
+- a compiled graph's run with no tracked parent -> `invoke_workflow nl2sql` + `nl2sql.request.duration`
+  (a graph run inside a tracked run is a subgraph or a nested graph: no span of its own);
+- a run whose parent is a graph run and whose name is its `langgraph_node` metadata -> `node {name}` +
+  `nl2sql.node.duration` (this includes ToolNodes and subgraph nodes);
+- every chat-model run -> `chat {model}`, GenAI metrics, `nl2sql.llm.tokens`, one audit event.
+Skipped, because they are LangGraph's bookkeeping rather than the app's steps: conditional-edge routers
+(a run inside a node whose name is not the node's), channel writes (LangGraph does not trace them),
+names starting with `__` (`__start__`), and every other run inside a node (prompt templates, parsers,
+tools): they only pass their node, tenant and span on to the runs below them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from nl2sql_observability import semconv as sc
+from nl2sql_observability.autoinstrument.activation import Activation
+from nl2sql_observability.autoinstrument.identity import Identity, IdentityKeys, resolve_identity
+from nl2sql_observability.autoinstrument.messages import messages_text, model_name, provider_name, read_result
+from nl2sql_observability.autoinstrument.validation import failure_of
+from nl2sql_observability.context import UserContext
+from nl2sql_observability.instrumentation import _CURRENT_STEP, LlmCall, Step, count_validation, error_type_of
+
+__all__ = ["GraphRunRegistry", "Nl2sqlCallbackHandler"]
+
+_log = logging.getLogger("nl2sql_observability.autoinstrument")
+
+_MAX_TRACKED = 65_536  # runs whose end never came (abandoned generators) are evicted, oldest first
+# LangGraph's control flow (interrupt(), Command(graph=PARENT)) travels as exceptions; it is no error.
+_CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
+
+
+def _is_control_flow(exc: BaseException) -> bool:
+    return isinstance(exc, GeneratorExit) or any(c.__name__ in _CONTROL_FLOW for c in type(exc).__mro__)
+
+
+class GraphRunRegistry:
+    """Run ids of graph runs about to start, with the identity values of their run config.
+
+    Filled by the `Pregel.stream`/`astream` wrapper (the only place that sees the config) and emptied by
+    the handler when the run starts."""
+
+    def __init__(self) -> None:
+        self._runs: dict[UUID, dict[str, Any]] = {}
+
+    def add(self, run_id: UUID, values: dict[str, Any]) -> None:
+        if len(self._runs) >= _MAX_TRACKED:
+            self._runs.pop(next(iter(self._runs)), None)
+        self._runs[run_id] = values
+
+    def pop(self, run_id: UUID) -> dict[str, Any] | None:
+        return self._runs.pop(run_id, None)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
+@dataclass(slots=True)
+class _Run:
+    kind: str  # "workflow" | "graph" | "node" | "other" | "chat"
+    ctx: Context  # what the runs below this one take as their parent context
+    identity: Identity
+    user: UserContext | None
+    node: str | None
+    step: Step | None = None
+    call: LlmCall | None = None
+    activation: Activation | None = None
+    validator: bool = field(default=False)
+
+
+class Nl2sqlCallbackHandler(BaseCallbackHandler):
+    """Added to every LangChain callback manager by the instrumentor; never raises into the app."""
+
+    run_inline = True  # called in the run's own thread/task, so context changes reach its code
+    raise_error = False
+
+    def __init__(
+        self, keys: IdentityKeys, validator_nodes: frozenset[str], registry: GraphRunRegistry
+    ) -> None:
+        super().__init__()
+        self.keys = keys
+        self.validator_nodes = validator_nodes
+        self.registry = registry
+        self._runs: dict[UUID, _Run] = {}
+
+    # LangChain asks these before dispatching: skip event kinds we do not use.
+    @property
+    def ignore_agent(self) -> bool:
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        return True
+
+    def tracked(self) -> int:
+        """How many runs are open (for tests: 0 once every run has ended)."""
+        return len(self._runs)
+
+    def _track(self, run_id: UUID, run: _Run) -> None:
+        if len(self._runs) >= _MAX_TRACKED:
+            self._runs.pop(next(iter(self._runs)), None)
+        self._runs[run_id] = run
+
+    # --- chains: graphs and nodes ----------------------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._chain_start(inputs, run_id, parent_run_id, metadata or {}, kwargs.get("name"))
+        except Exception:  # pragma: no cover - telemetry never breaks the app
+            _log.debug("on_chain_start failed", exc_info=True)
+
+    def _chain_start(
+        self, inputs: Any, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any], name: Any
+    ) -> None:
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        config_values = self.registry.pop(run_id)
+        if config_values is not None and parent is None:
+            self._start_root(run_id, inputs, metadata, config_values)
+            return
+        if parent is None:
+            return  # not inside a graph we track: not ours
+        if config_values is not None:  # a subgraph or a graph called from a node
+            self._track(run_id, _Run("graph", parent.ctx, parent.identity, parent.user, parent.node))
+            return
+        if (
+            parent.kind in ("workflow", "graph")
+            and isinstance(name, str)
+            and name == metadata.get("langgraph_node")
+            and not name.startswith("__")
+        ):
+            step = Step("node", name, auto=True).start(parent.ctx, parent.identity.tenant_id)
+            ctx = trace.set_span_in_context(step.span, parent.ctx)
+            run = _Run("node", ctx, parent.identity, parent.user, name, step=step)
+            run.validator = name in self.validator_nodes
+            run.activation = Activation(ctx, parent.user, name, step)
+            self._track(run_id, run)
+            return
+        self._track(run_id, _Run("other", parent.ctx, parent.identity, parent.user, parent.node))
+
+    def _start_root(
+        self, run_id: UUID, inputs: Any, metadata: Mapping[str, Any], config: dict[str, Any]
+    ) -> None:
+        identity = resolve_identity(config, inputs, metadata, self.keys)
+        user = identity.user_context()
+        current = otel_context.get_current()
+        base = identity.in_baggage(current)
+        explicit = _CURRENT_STEP.get()
+        if explicit is not None and explicit.kind == "workflow" and not explicit.auto:
+            # The app measures the request itself (`workflow()`): no second span or histogram.
+            run = _Run("graph", base, identity, user, None)
+            run.activation = Activation(base, user, None, None)
+        else:
+            step = Step("workflow", sc.DEFAULT_WORKFLOW_NAME, auto=True).start(base, identity.tenant_id)
+            ctx = trace.set_span_in_context(step.span, base)
+            run = _Run("workflow", ctx, identity, user, None, step=step)
+            run.activation = Activation(ctx, user, None, step)
+        self._track(run_id, run)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        try:
+            if run.validator and run.step is not None and not run.step.validation_recorded:
+                failure = failure_of(outputs)
+                count_validation("failed" if failure else "passed", failure, run.identity.tenant_id)
+            if run.step is not None:
+                run.step.finish(None)
+        except Exception:  # pragma: no cover
+            _log.debug("on_chain_end failed", exc_info=True)
+        finally:
+            if run.activation is not None:
+                run.activation.restore()
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        try:
+            control_flow = _is_control_flow(error)
+            if (
+                run.validator
+                and run.step is not None
+                and not run.step.validation_recorded
+                and not control_flow
+            ):
+                count_validation("failed", error_type_of(error), run.identity.tenant_id)
+            if run.step is not None:
+                run.step.finish(None if control_flow else error)
+        except Exception:  # pragma: no cover
+            _log.debug("on_chain_error failed", exc_info=True)
+        finally:
+            if run.activation is not None:
+                run.activation.restore()
+
+    # --- chat models -------------------------------------------------------------------------
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            meta = metadata or {}
+            parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+            call = LlmCall(
+                model=model_name(serialized, meta, kwargs),
+                provider=provider_name(meta),
+                prompt_text=messages_text(messages),
+                parent=parent.ctx if parent is not None else None,
+                node=parent.node if parent is not None else None,
+                user=parent.user if parent is not None else None,
+            )
+            base = parent.ctx if parent is not None else otel_context.get_current()
+            ctx = trace.set_span_in_context(call.span, base)
+            run = _Run(
+                "chat", ctx, parent.identity if parent else Identity(), call.user, call.node, call=call
+            )
+            run.activation = Activation(ctx, call.user, call.node, None)
+            self._track(run_id, run)
+        except Exception:  # pragma: no cover
+            _log.debug("on_chat_model_start failed", exc_info=True)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None or run.call is None:
+            return
+        try:
+            reply = read_result(response)
+            run.call.set_response(
+                reply.text,
+                input_tokens=reply.input_tokens,
+                output_tokens=reply.output_tokens,
+                response_model=reply.response_model,
+            )
+        except Exception:  # pragma: no cover
+            _log.debug("reading the LLM result failed", exc_info=True)
+        finally:
+            if run.activation is not None:
+                run.activation.restore()
+            run.call.finish()
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None or run.call is None:
+            return
+        try:
+            run.call.set_error(error)
+        except Exception:  # pragma: no cover
+            _log.debug("on_llm_error failed", exc_info=True)
+        finally:
+            if run.activation is not None:
+                run.activation.restore()
+            run.call.finish()
