@@ -96,3 +96,15 @@ def audit_calls(monkeypatch: pytest.MonkeyPatch) -> list[AuditCall]:
 
     monkeypatch.setattr(audit, "record_llm_call", fake)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _no_instrumentor_left_behind():
+    """A test that ran the demo in process leaves the zero-code instrumentor off again."""
+    yield
+    from nl2sql_observability.autoinstrument import Nl2sqlInstrumentor
+    from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+
+    for instrumentor in (Nl2sqlInstrumentor(), SQLite3Instrumentor()):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()

@@ -112,13 +112,17 @@ def test_demo_json_logs_carry_the_exported_trace_ids(tmp_path: Path, receiver: t
     questions = [line for line in lines if line["message"] == "question received"]
     assert len(questions) == 5
 
-    workflow_spans = {(t, s) for name, t, s in state.spans if name.startswith("invoke_workflow")}
+    workflow_traces = {t for name, t, _ in state.spans if name.startswith("invoke_workflow")}
+    schema_spans = {(t, s) for name, t, s in state.spans if name == "node lookup_schema"}
     chat_spans = {(t, s) for name, t, s in state.spans if name.startswith("chat ")}
-    assert len(workflow_spans) == 5
-    for line in questions:
-        assert (line["trace_id"], line["span_id"]) in workflow_spans
+    assert len(workflow_traces) == 5
+    for line in questions:  # logged by the app inside its first node, which the instrumentor made current
+        assert (line["trace_id"], line["span_id"]) in schema_spans
+        assert line["trace_id"] in workflow_traces
+        assert line["node"] == "lookup_schema"
         assert line["trace_flags"] in ("01", "03")
         assert line["tenant_id"]
+        assert line["session_id"]
         assert line["service.name"] == "nl2sql"
     assert "jane.doe@example.com" not in proc.stdout
     assert any("[REDACTED:email]" in str(line.get("question")) for line in questions)

@@ -80,6 +80,11 @@ class _Run:
     call: LlmCall | None = None
     activation: Activation | None = None
     validator: bool = field(default=False)
+    workflow: Step | None = None  # the root's step, which a failed validation marks too
+
+    def child(self, kind: str) -> _Run:
+        """A run below this one that only passes on its context, identity, node and workflow."""
+        return _Run(kind, self.ctx, self.identity, self.user, self.node, workflow=self.workflow)
 
 
 class Nl2sqlCallbackHandler(BaseCallbackHandler):
@@ -147,7 +152,7 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         if parent is None:
             return  # not inside a graph we track: not ours
         if config_values is not None:  # a subgraph or a graph called from a node
-            self._track(run_id, _Run("graph", parent.ctx, parent.identity, parent.user, parent.node))
+            self._track(run_id, parent.child("graph"))
             return
         if (
             parent.kind in ("workflow", "graph")
@@ -157,12 +162,12 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         ):
             step = Step("node", name, auto=True).start(parent.ctx, parent.identity.tenant_id)
             ctx = trace.set_span_in_context(step.span, parent.ctx)
-            run = _Run("node", ctx, parent.identity, parent.user, name, step=step)
+            run = _Run("node", ctx, parent.identity, parent.user, name, step=step, workflow=parent.workflow)
             run.validator = name in self.validator_nodes
             run.activation = Activation(ctx, parent.user, name, step)
             self._track(run_id, run)
             return
-        self._track(run_id, _Run("other", parent.ctx, parent.identity, parent.user, parent.node))
+        self._track(run_id, parent.child("other"))
 
     def _start_root(
         self, run_id: UUID, inputs: Any, metadata: Mapping[str, Any], config: dict[str, Any]
@@ -179,7 +184,7 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         else:
             step = Step("workflow", sc.DEFAULT_WORKFLOW_NAME, auto=True).start(base, identity.tenant_id)
             ctx = trace.set_span_in_context(step.span, base)
-            run = _Run("workflow", ctx, identity, user, None, step=step)
+            run = _Run("workflow", ctx, identity, user, None, step=step, workflow=step)
             run.activation = Activation(ctx, user, None, step)
         self._track(run_id, run)
 
@@ -191,6 +196,10 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
             if run.validator and run.step is not None and not run.step.validation_recorded:
                 failure = failure_of(outputs)
                 count_validation("failed" if failure else "passed", failure, run.identity.tenant_id)
+                if failure is not None:  # the node and the request failed, though nothing raised
+                    run.step.fail(failure, f"SQL validation failed: {failure}")
+                    if run.workflow is not None and run.workflow.error_type is None:
+                        run.workflow.fail(failure, f"SQL validation failed in {run.node}: {failure}")
             if run.step is not None:
                 run.step.finish(None)
         except Exception:  # pragma: no cover

@@ -1,12 +1,15 @@
 """The demo's LangGraph graph: lookup_schema -> generate_sql -> validate_sql -> execute_sql -> answer.
 
-Every node is wrapped by `nl2sql_observability.instrumentation.node`, the LLM calls are observed by
-the `TokenHandler` passed in the run config, SQLite calls by the sqlite3 instrumentation (when
-loaded by `opentelemetry-instrument`). A failed validation ends the request without executing.
+It is written as our users write their apps: no line of it knows about telemetry. Run under
+`opentelemetry-instrument`, the zero-code instrumentor turns each run into the workflow, node and chat
+spans, the metrics and the audit events; `validate_sql` is a validator node and reports a rejected
+query with the documented `error_type` marker in its state update. The only OpenTelemetry call is the
+one any app makes to tell its caller the trace id. A failed validation ends the request unexecuted.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -16,18 +19,19 @@ from typing import Annotated, Any, cast
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from opentelemetry import trace
 from pydantic import Field
 
 from nl2sql_observability.context import GraphState
 from nl2sql_observability.demo.db import schema_columns
 from nl2sql_observability.demo.llm import ANSWER_TASK, SQL_TASK, SimulatedChatModel
 from nl2sql_observability.demo.validate import validate_sql
-from nl2sql_observability.instrumentation import fail_current_step, node, record_validation
 
 __all__ = ["NODE_NAMES", "DemoState", "build_graph"]
 
 NODE_NAMES = ("lookup_schema", "generate_sql", "validate_sql", "execute_sql", "answer")
 MAX_ROWS = 20
+_log = logging.getLogger("nl2sql_observability.demo")
 
 
 def _merge(left: dict[str, float], right: dict[str, float]) -> dict[str, float]:
@@ -54,7 +58,7 @@ NodeFn = Callable[[DemoState, RunnableConfig], Awaitable[dict[str, Any]]]
 
 
 def _timed(name: str, fn: NodeFn) -> NodeFn:
-    """Measure the node locally (for the demo's own summary), then wrap it in our node span."""
+    """Measure the node locally, for the demo's own summary (the app's code, not telemetry)."""
 
     async def timed(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
         start = time.perf_counter()
@@ -65,7 +69,12 @@ def _timed(name: str, fn: NodeFn) -> NodeFn:
         return {**update, "timings_ms": {name: elapsed_ms}}
 
     timed.__name__ = name
-    return node(name)(timed)
+    return timed
+
+
+def _trace_id_sink(config: RunnableConfig) -> Callable[[str], None] | None:
+    sink = (config.get("configurable") or {}).get("report_trace_id")
+    return sink if callable(sink) else None
 
 
 def _llm(config: RunnableConfig) -> SimulatedChatModel:
@@ -91,12 +100,15 @@ def build_graph(db_path: Path) -> Any:
         return sqlite3.connect(uri, uri=True)
 
     async def lookup_schema(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        report = _trace_id_sink(config)
+        if report is not None:  # what a web app puts in a response header, so users can quote it
+            report(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+        _log.info("question received", extra={"question": state.question})
         conn = connect()
         try:
-            # cursor().execute, not the conn.execute shortcut, which bypasses the DB-API instrumentation
-            cur = conn.cursor()
-            cur.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'meta' ORDER BY name")
-            ddl = cur.fetchall()
+            ddl = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'meta' ORDER BY name"
+            ).fetchall()
         finally:
             conn.close()
         return {"schema_text": "\n".join(row[0] for row in ddl)}
@@ -116,11 +128,10 @@ def build_graph(db_path: Path) -> Any:
     async def validate(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
         result = validate_sql(state.sql, schema)
         if result.ok:
-            record_validation("passed")
             return {}
-        record_validation("failed", error_type=result.error_type)
-        fail_current_step(result.error_type or "invalid_sql", result.message)
-        return {"error_type": result.error_type, "error_message": result.message}
+        error_type = result.error_type or "invalid_sql"
+        _log.warning("sql validation failed", extra={"error_type": error_type, "sql": state.sql})
+        return {"error_type": error_type, "error_message": result.message}
 
     async def execute_sql(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
         conn = connect()

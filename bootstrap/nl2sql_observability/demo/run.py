@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nl2sql_observability.context import UserContext, user_context
+from nl2sql_observability.context import UserContext
 from nl2sql_observability.demo.catalog import BROKEN_SQL, FAILURE_KINDS, QUESTIONS
 from nl2sql_observability.demo.db import ensure_database
 from nl2sql_observability.demo.graph import NODE_NAMES, DemoState, build_graph
 from nl2sql_observability.demo.llm import SimulatedChatModel
-from nl2sql_observability.instrumentation import error_type_of, has_sdk, workflow
-from nl2sql_observability.langchain import TokenHandler
+from nl2sql_observability.instrumentation import error_type_of, has_sdk
 
 __all__ = ["DemoOptions", "RequestPlan", "plan_requests", "run_demo"]
 
@@ -98,52 +97,52 @@ def _percentile(values: list[float], q: float) -> float:
     return round(ordered[rank], 3)
 
 
-async def _run_one(
-    plan: RequestPlan, graph: Any, handler: TokenHandler, opts: DemoOptions, sem: asyncio.Semaphore
-) -> RequestResult:
+async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asyncio.Semaphore) -> RequestResult:
     async with sem:
-        with user_context(plan.user):
-            async with workflow() as wf:
-                result = RequestResult(plan, format(wf.span.get_span_context().trace_id, "032x"))
-                _log.info("question received", extra={"question": plan.question})
-                llm = SimulatedChatModel(
-                    seed=f"{opts.seed}:{plan.index}", failure_sql=plan.failure_sql, time_scale=opts.time_scale
-                )
-                try:
-                    final = await graph.ainvoke(
-                        DemoState(user_context=plan.user, index=plan.index, question=plan.question),
-                        config={"callbacks": [handler], "configurable": {"llm": llm}},
-                    )
-                except Exception as exc:  # the request fails; the demo goes on
-                    result.error_type = error_type_of(exc)
-                    wf.span.record_exception(exc)
-                    wf.fail(result.error_type, f"{type(exc).__name__}: {exc}")
-                    _log.warning("request failed", extra={"error_type": result.error_type})
-                    return result
-                result.input_tokens = int(final.get("input_tokens", 0))
-                result.output_tokens = int(final.get("output_tokens", 0))
-                result.timings_ms = dict(final.get("timings_ms", {}))
-                error_type = final.get("error_type")
-                if "validate_sql" in result.timings_ms:
-                    result.validation = "failed" if error_type else "passed"
-                if error_type:
-                    result.error_type = str(error_type)
-                    result.answer = f"Sorry, the generated SQL was rejected ({result.error_type})."
-                    wf.fail(result.error_type, final.get("error_message"))
-                    _log.warning(
-                        "sql validation failed",
-                        extra={"error_type": result.error_type, "sql": final.get("sql", "")},
-                    )
-                else:
-                    result.answer = str(final.get("answer", ""))
-                return result
+        result = RequestResult(plan, trace_id="")
+
+        def report_trace_id(trace_id: str) -> None:
+            result.trace_id = trace_id
+
+        llm = SimulatedChatModel(
+            seed=f"{opts.seed}:{plan.index}", failure_sql=plan.failure_sql, time_scale=opts.time_scale
+        )
+        # Who asks travels the way LangGraph apps pass it: in the run config (and in the state).
+        config = {
+            "configurable": {
+                "llm": llm,
+                "report_trace_id": report_trace_id,
+                "tenant_id": plan.user.tenant_id,
+                "user_id": plan.user.user_id,
+                "thread_id": plan.user.session_id,
+            }
+        }
+        try:
+            final = await graph.ainvoke(
+                DemoState(user_context=plan.user, index=plan.index, question=plan.question), config=config
+            )
+        except Exception as exc:  # the request fails; the demo goes on
+            result.error_type = error_type_of(exc)
+            _log.warning("request failed", extra={"error_type": result.error_type})
+            return result
+        result.input_tokens = int(final.get("input_tokens", 0))
+        result.output_tokens = int(final.get("output_tokens", 0))
+        result.timings_ms = dict(final.get("timings_ms", {}))
+        error_type = final.get("error_type")
+        if "validate_sql" in result.timings_ms:
+            result.validation = "failed" if error_type else "passed"
+        if error_type:
+            result.error_type = str(error_type)
+            result.answer = f"Sorry, the generated SQL was rejected ({result.error_type})."
+        else:
+            result.answer = str(final.get("answer", ""))
+        return result
 
 
 async def _run_all(opts: DemoOptions, plans: list[RequestPlan], db_path: Path) -> list[RequestResult]:
     graph = build_graph(db_path)
-    handler = TokenHandler()
     sem = asyncio.Semaphore(opts.concurrency)
-    tasks = [asyncio.ensure_future(_run_one(p, graph, handler, opts, sem)) for p in plans]
+    tasks = [asyncio.ensure_future(_run_one(p, graph, opts, sem)) for p in plans]
     show = opts.progress and sys.stdout.isatty()
     if not show:
         return list(await asyncio.gather(*tasks))
@@ -158,11 +157,19 @@ async def _run_all(opts: DemoOptions, plans: list[RequestPlan], db_path: Path) -
 
 
 def _ensure_telemetry() -> None:
-    """Plain `nl2sql-obs demo` (no `opentelemetry-instrument`): configure the SDK ourselves."""
+    """Plain `nl2sql-obs demo` (no `opentelemetry-instrument`): configure the SDK and load the
+    instrumentors ourselves, as an app that calls `configure()` does. Under the launcher both are done."""
     if not has_sdk():
         from nl2sql_observability.configurator import configure
 
         configure()
+    from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+
+    from nl2sql_observability.autoinstrument import Nl2sqlInstrumentor
+
+    for instrumentor in (Nl2sqlInstrumentor(), SQLite3Instrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
 
 
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
