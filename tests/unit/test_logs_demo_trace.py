@@ -4,74 +4,24 @@ record reaches the OTLP log pipeline exactly once, and every audit event points 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("langgraph")
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-
-class _Receiver:
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, str, str]] = []  # (name, trace_id, span_id)
-        self.logs: list[tuple[str, str, str, dict[str, str]]] = []  # (body, trace_id, span_id, attrs)
-        self.lock = threading.Lock()
+from otlp_receiver import Received, otlp_receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[_Receiver, str]]:
-    state = _Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-            with state.lock:
-                if self.path == "/v1/traces":
-                    req = ExportTraceServiceRequest.FromString(body)
-                    for rs in req.resource_spans:
-                        for ss in rs.scope_spans:
-                            for span in ss.spans:
-                                state.spans.append((span.name, span.trace_id.hex(), span.span_id.hex()))
-                elif self.path == "/v1/logs":
-                    req_logs = ExportLogsServiceRequest.FromString(body)
-                    for rl in req_logs.resource_logs:
-                        for sl in rl.scope_logs:
-                            for rec in sl.log_records:
-                                attrs = {kv.key: kv.value.string_value for kv in rec.attributes}
-                                state.logs.append(
-                                    (rec.body.string_value, rec.trace_id.hex(), rec.span_id.hex(), attrs)
-                                )
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[tuple[Received, str]]:
+    with otlp_receiver() as found:
+        yield found
 
 
-def test_demo_json_logs_carry_the_exported_trace_ids(tmp_path: Path, receiver: tuple[_Receiver, str]) -> None:
+def test_demo_json_logs_carry_the_exported_trace_ids(tmp_path: Path, receiver: tuple[Received, str]) -> None:
     state, endpoint = receiver
     bindir = Path(sys.executable).parent
     env = {
@@ -112,9 +62,9 @@ def test_demo_json_logs_carry_the_exported_trace_ids(tmp_path: Path, receiver: t
     questions = [line for line in lines if line["message"] == "question received"]
     assert len(questions) == 5
 
-    workflow_traces = {t for name, t, _ in state.spans if name.startswith("invoke_workflow")}
-    schema_spans = {(t, s) for name, t, s in state.spans if name == "node lookup_schema"}
-    chat_spans = {(t, s) for name, t, s in state.spans if name.startswith("chat ")}
+    workflow_traces = {s.trace_id for s in state.named("invoke_workflow nl2sql")}
+    schema_spans = {(s.trace_id, s.span_id) for s in state.named("node lookup_schema")}
+    chat_spans = {(s.trace_id, s.span_id) for s in state.spans if s.name.startswith("chat ")}
     assert len(workflow_traces) == 5
     for line in questions:  # logged by the app inside its first node, which the instrumentor made current
         assert (line["trace_id"], line["span_id"]) in schema_spans
