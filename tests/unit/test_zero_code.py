@@ -395,3 +395,40 @@ def test_uninstrument_stops_everything(captured):
     assert active_handler() is None
     build(make_db(), script(GOOD_SQL)).invoke(question(), config=CONFIG)
     assert captured.spans() == []
+
+
+def test_nothing_of_a_run_outlives_it_in_the_callers_task_or_thread(zero_code):
+    """LangChain delivers async chain ends in a shielded copy of the caller's context: the caller's own
+    context must still be clean afterwards, so the next request is a trace of its own."""
+    from nl2sql_observability.context import current_node, current_user_context
+    from opentelemetry import trace
+
+    def clean() -> bool:
+        return (
+            not trace.get_current_span().get_span_context().is_valid
+            and current_node() is None
+            and current_user_context() is None
+        )
+
+    async def twice() -> list[bool]:
+        seen = []
+        for _ in range(2):
+            await build(make_db(), script(GOOD_SQL)).ainvoke(question(), config=CONFIG)
+            seen.append(clean())
+        async for _ in build(make_db(), script(GOOD_SQL)).astream(question(), config=CONFIG):
+            pass
+        seen.append(clean())
+        return seen
+
+    assert asyncio.run(twice()) == [True, True, True]
+    for _ in range(2):
+        build(make_db(), script(GOOD_SQL)).invoke(question(), config=CONFIG)
+        assert clean()
+    stream = build(make_db(), script(GOOD_SQL)).stream(question(), config=CONFIG)
+    next(stream)
+    stream.close()  # abandoned after the first chunk
+    assert clean()
+    roots = [s for s in zero_code.spans() if s.name == "invoke_workflow nl2sql"]
+    assert len(roots) == 6
+    assert all(s.parent is None for s in roots)
+    assert len({s.context.trace_id for s in roots}) == 6

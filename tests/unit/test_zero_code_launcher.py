@@ -75,6 +75,8 @@ def _check_spans(got: Received) -> None:
     roots = got.named("invoke_workflow nl2sql")
     assert len(roots) == 6
     assert {r.attributes["session.id"] for r in roots} == {f"req-{i}" for i in range(6)}
+    assert len({r.trace_id for r in roots}) == 6
+    assert all(not r.parent_span_id for r in roots)
     by_id = {s.span_id: s for s in got.spans}
     for span in got.spans:
         if span.name.startswith("node "):

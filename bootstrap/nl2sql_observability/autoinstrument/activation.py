@@ -1,11 +1,18 @@
 """Make a run's span, tenant and node current between two LangChain callbacks.
 
-Callbacks come in start/end pairs, not as a `with` block, and LangGraph may deliver the end of a run in
-another context than its start (a generator closed elsewhere), where a context-variable token cannot be
-reset. So the previous values are remembered and put back only if this run is still the current one.
+Callbacks come in start/end pairs, not as a `with` block, and the end of a run may arrive in another
+context than its start: LangChain's async callback manager delivers `on_chain_end` inside
+`asyncio.shield`, i.e. in a copy of the caller's context. A context-variable token cannot be reset
+there, and resetting the copy would leave the caller's context pointing at a finished span. So:
+- the previous values are remembered and put back where the run's context is still the current one;
+- a run that starts where a finished run's context is still current first unwinds it;
+- `Snapshot` puts the caller's values back when a graph's stream ends (the graph wrapper uses it), so
+  nothing of a run outlives the run in the app's own task or thread.
 """
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -13,31 +20,66 @@ from opentelemetry.context import Context
 from nl2sql_observability.context import _NODE, _USER_CONTEXT, UserContext
 from nl2sql_observability.instrumentation import _CURRENT_STEP, Step
 
-__all__ = ["Activation"]
+__all__ = ["Activation", "Snapshot"]
+
+_ACTIVE: ContextVar[Activation | None] = ContextVar("nl2sql_activation", default=None)
+
+
+class Snapshot:
+    """The values of the current context that runs change, to put back later."""
+
+    __slots__ = ("activation", "ctx", "node", "step", "user")
+
+    def __init__(self) -> None:
+        self.ctx = otel_context.get_current()
+        self.user = _USER_CONTEXT.get()
+        self.node = _NODE.get()
+        self.step = _CURRENT_STEP.get()
+        self.activation = _ACTIVE.get()
+
+    def put_back(self) -> None:
+        otel_context.attach(self.ctx)  # the token is not kept: there is nothing to reset it against
+        _USER_CONTEXT.set(self.user)
+        _NODE.set(self.node)
+        _CURRENT_STEP.set(self.step)
+        _ACTIVE.set(self.activation)
+
+    def restore_if_changed(self) -> None:
+        """Put the values back if a run left its own behind (its end was delivered elsewhere)."""
+        if _ACTIVE.get() is not self.activation:
+            self.put_back()
 
 
 class Activation:
     """The values a run made current, and the ones it replaced."""
 
-    __slots__ = ("_ctx", "_prev_ctx", "_prev_node", "_prev_step", "_prev_user")
+    __slots__ = ("_ctx", "_prev", "ended")
 
     def __init__(self, ctx: Context, user: UserContext | None, node: str | None, step: Step | None) -> None:
-        self._prev_ctx = otel_context.get_current()
-        self._prev_user = _USER_CONTEXT.get()
-        self._prev_node = _NODE.get()
-        self._prev_step = _CURRENT_STEP.get()
+        _unwind_finished()
+        self._prev = Snapshot()
         self._ctx = ctx
-        otel_context.attach(ctx)  # the token is not kept: see restore()
+        self.ended = False
+        otel_context.attach(ctx)
         _USER_CONTEXT.set(user)
         _NODE.set(node)
         if step is not None:
             _CURRENT_STEP.set(step)
+        _ACTIVE.set(self)
+
+    def is_current(self) -> bool:
+        return _ACTIVE.get() is self and otel_context.get_current() is self._ctx
 
     def restore(self) -> None:
-        """Put the previous values back if this run's context is still the current one."""
-        if otel_context.get_current() is not self._ctx:
-            return
-        otel_context.attach(self._prev_ctx)
-        _USER_CONTEXT.set(self._prev_user)
-        _NODE.set(self._prev_node)
-        _CURRENT_STEP.set(self._prev_step)
+        """Mark the run ended; put the previous values back if its context is the current one."""
+        self.ended = True
+        if self.is_current():
+            self._prev.put_back()
+
+
+def _unwind_finished() -> None:
+    """Unwind the runs whose end was delivered in another context but whose values are still here."""
+    active = _ACTIVE.get()
+    while active is not None and active.ended and active.is_current():
+        active._prev.put_back()
+        active = _ACTIVE.get()

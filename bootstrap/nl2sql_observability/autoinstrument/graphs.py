@@ -1,15 +1,17 @@
-"""Wrap `Pregel.stream`/`astream` (which `invoke`, `ainvoke`, `batch` and `stream_events` go through) to
-see each graph run's config: LangChain callbacks never receive `configurable`, where apps put
-`thread_id` and their tenant. The wrapper gives the run an id (unless the config has one) and files the
-identity values under it for the callback handler; the app's config object is not changed."""
+"""Wrap `Pregel.stream`/`astream` (which `invoke`, `ainvoke`, `batch` and `stream_events` go through):
+- to see each graph run's config: LangChain callbacks never receive `configurable`, where apps put
+  `thread_id` and their tenant. The wrapper gives the run an id (unless the config has one) and files
+  the identity values under it for the callback handler; the app's config object is not changed;
+- to put the caller's context back when the stream ends (see `activation`)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+from nl2sql_observability.autoinstrument.activation import Snapshot
 from nl2sql_observability.autoinstrument.handler import GraphRunRegistry
 from nl2sql_observability.autoinstrument.identity import IdentityKeys, config_values
 
@@ -62,6 +64,31 @@ def stream_wrapper(registry: GraphRunRegistry, keys: IdentityKeys) -> Callable[.
                 kwargs = {**kwargs, "config": new_config}
         except Exception:  # pragma: no cover - the app's call goes on unchanged
             _log.debug("reading the graph's run config failed", exc_info=True)
-        return wrapped(*args, **kwargs)
+        result = wrapped(*args, **kwargs)
+        if hasattr(result, "__anext__"):
+            return _restoring_async(result)
+        if hasattr(result, "__next__"):
+            return _restoring(result)
+        return result
 
     return wrapper
+
+
+def _restoring(stream: Iterator[Any]) -> Iterator[Any]:
+    snapshot = Snapshot()
+    try:
+        yield from stream
+    finally:
+        snapshot.restore_if_changed()
+
+
+async def _restoring_async(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    snapshot = Snapshot()
+    try:
+        async for item in stream:
+            yield item
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        snapshot.restore_if_changed()
