@@ -69,7 +69,7 @@ def test_dashboards_unique_and_complete() -> None:
     assert len(uids) == len(set(uids))
     overview = docs["nl2sql-overview.json"]
     assert overview["uid"] == "nl2sql-overview"
-    assert {v["name"] for v in overview["templating"]["list"]} >= {"env", "tenant"}
+    assert {v["name"] for v in overview["templating"]["list"]} >= {"env", "service", "tenant"}
     titles = " | ".join(p["title"] for p in overview["panels"]).lower()
     for words in (
         "requests and errors",
@@ -80,6 +80,9 @@ def test_dashboards_unique_and_complete() -> None:
         "by model",
         "llm call latency",
         "top tenants",
+        "cost per tenant",
+        "cost per model",
+        "unpriced tokens",
     ):
         assert words in titles, words
     # the 5% line on the validation panel, exemplars on latency panels
@@ -108,6 +111,7 @@ def test_alerting_provisioning_can_start_and_route() -> None:
     assert {r["uid"] for r in all_rules} == {
         "nl2sql-node-latency-high",
         "nl2sql-validation-failure-rate-high",
+        "nl2sql-tenant-cost-over-budget",
         "telemetry-dropped",
     }
     for r in all_rules:
@@ -176,3 +180,40 @@ def test_dashboard_files_are_dashboards() -> None:
         assert "dashboard" not in d, f"{f.name}: export the dashboard model, not the API wrapper"
         assert d.get("id") in (None,), f"{f.name}: no numeric id in provisioned dashboards"
         assert Path(f).suffix == ".json"
+
+
+def test_the_service_variable_filters_every_app_query() -> None:
+    """The overview's `service` variable lists `job` values and every query of app data filters by it."""
+    overview = json.loads((GRAFANA / "dashboards" / "nl2sql-overview.json").read_text(encoding="utf-8"))
+    (service,) = [v for v in overview["templating"]["list"] if v["name"] == "service"]
+    assert re.search(r",\s*job\)\s*$", service["query"]["query"]), service["query"]
+    names = [v["name"] for v in overview["templating"]["list"]]
+    # tenant and node lists depend on the service chosen, so the variable comes before them
+    assert names.index("service") < names.index("tenant") < names.index("node")
+    for v in overview["templating"]["list"]:
+        if v["name"] in ("tenant", "node"):
+            assert 'job=~"$service"' in v["query"]["query"], v["name"]
+    for p in overview["panels"]:
+        for t in p.get("targets", []):
+            expr = t.get("expr", "")
+            if "nl2sql" in expr:
+                assert expr.count('job=~"$service"') == expr.count("{"), (p["title"], expr)
+                assert "{{job}}" in t.get("legendFormat", ""), (p["title"], t.get("legendFormat"))
+
+
+def test_app_alerts_name_the_service() -> None:
+    rules = load_yaml(PROV / "alerting" / "rules.yaml")
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            if r["uid"].startswith("nl2sql-"):
+                for key in ("summary", "description"):
+                    assert 'index $$labels "job"' in r["annotations"][key], (r["uid"], key)
+    mirror = load_yaml(ROOT / "prometheus" / "tests" / "alert-conditions.yml")
+    for g in mirror["groups"]:
+        for r in g["rules"]:
+            if r["alert"].startswith("NL2SQL"):
+                assert "$labels.job" in r["annotations"]["summary"], r["alert"]
+    policies = load_yaml(PROV / "alerting" / "policies.yaml")
+    assert "job" in policies["policies"][0]["group_by"], (
+        "alerts of two services must not share a notification"
+    )

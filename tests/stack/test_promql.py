@@ -10,12 +10,15 @@ from .conftest import PromQLParser
 from .promql_sources import (
     COLLECTOR_LABELS,
     RESOURCE_LABELS,
+    SERVICE_KEYS,
     SPAN_METRICS,
     Expr,
     all_exprs,
     contract_metrics,
     groupings,
+    is_app_metric,
     is_collector_metric,
+    merging_aggregations,
     recording_rules,
     selectors,
 )
@@ -67,3 +70,35 @@ def test_expression_parses_and_uses_known_names(expr: Expr, promql: PromQLParser
                 assert m["name"] in allowed, f"{expr.where}: {name} has no label {m['name']!r}"
     for label in groupings(ast):
         assert label in known_labels | {"le"}, f"{expr.where}: grouping by unknown label {label!r}"
+
+
+def _selector_name(sel: dict[str, object]) -> str:
+    name = sel.get("name")
+    if isinstance(name, str) and name:
+        return name
+    matchers = sel.get("matchers")
+    assert isinstance(matchers, list)
+    return next((str(m["value"]) for m in matchers if m["name"] == "__name__"), "")
+
+
+# The Jaeger datasource's traces-to-metrics links are filtered to the span's own service by $__tags.
+PER_SERVICE_EXPRS = [e for e in EXPRS if "tracesToMetrics" not in e.where]
+
+
+@pytest.mark.parametrize("expr", PER_SERVICE_EXPRS, ids=[e.where for e in PER_SERVICE_EXPRS])
+def test_app_metrics_are_never_merged_across_services(expr: Expr, promql: PromQLParser) -> None:
+    """Prometheus 3 maps service.name to `job`: every sum/histogram_quantile over an app's data keeps
+    `job` and `deployment_environment_name`, so two services with a `generate_sql` node stay two series."""
+    ast = promql.parse(expr.promql)
+    for op, grouping, without, sub in merging_aggregations(ast):
+        names = {_selector_name(sel) for sel in selectors(sub)}
+        if not any(is_app_metric(n) or n in SPAN_METRICS for n in names):
+            continue
+        if without:
+            assert not SERVICE_KEYS & set(grouping), (
+                f"{expr.where}: {op} without {grouping} drops the service"
+            )
+        else:
+            assert set(grouping) >= SERVICE_KEYS, (
+                f"{expr.where}: {op} by ({', '.join(grouping)}) merges services; add {sorted(SERVICE_KEYS)}"
+            )
