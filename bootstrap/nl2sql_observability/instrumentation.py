@@ -117,6 +117,14 @@ class _Instruments:
         self.llm_tokens = meter.create_counter(
             sc.LLM_TOKENS, unit=sc.UNIT_TOKEN, description="LLM tokens by type, model, tenant and node."
         )
+        self.llm_cost = meter.create_counter(
+            sc.LLM_COST,
+            unit=sc.UNIT_USD,
+            description="LLM cost (tokens x the price table) by model, tenant and node.",
+        )
+        self.unpriced_tokens = meter.create_counter(
+            sc.LLM_UNPRICED_TOKENS, unit=sc.UNIT_TOKEN, description="LLM tokens of models with no price."
+        )
         self.token_usage = meter.create_histogram(
             sc.GEN_AI_CLIENT_TOKEN_USAGE,
             unit=sc.UNIT_TOKEN,
@@ -631,6 +639,42 @@ class LlmCall:
                 ),
             )
         _audit(self, elapsed)
+        self._record_cost(ins, span)  # last: a broken price table costs nothing else
+
+    def _record_cost(self, ins: _Instruments, span: Span) -> None:
+        """`nl2sql.llm.cost` and `gen_ai.usage.cost.*` from the price table (cached per model), or
+        `nl2sql.llm.unpriced_tokens` when the model has no price (cost is never guessed)."""
+        if self.input_tokens is None and self.output_tokens is None:
+            return
+        from nl2sql_observability.pricing import CURRENCY, price_table
+
+        price = price_table().lookup(self.model)
+        if price is None:
+            for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
+                if count:
+                    ins.unpriced_tokens.add(
+                        count,
+                        ins.attrs(
+                            (sc.GEN_AI_TOKEN_TYPE, token_type),
+                            (sc.GEN_AI_REQUEST_MODEL, self.model),
+                            (sc.GEN_AI_PROVIDER_NAME, self.provider),
+                            (sc.TENANT_ID, self.tenant),
+                            (sc.NODE_NAME, self.node),
+                        ),
+                    )
+            return
+        cost = price.cost(max(self.input_tokens or 0, 0), max(self.output_tokens or 0, 0))
+        span.set_attribute(sc.GEN_AI_USAGE_COST_AMOUNT, cost)
+        span.set_attribute(sc.GEN_AI_USAGE_COST_CURRENCY, CURRENCY)
+        ins.llm_cost.add(
+            cost,
+            ins.attrs(
+                (sc.GEN_AI_REQUEST_MODEL, self.model),
+                (sc.GEN_AI_PROVIDER_NAME, self.provider),
+                (sc.TENANT_ID, self.tenant),
+                (sc.NODE_NAME, self.node),
+            ),
+        )
 
     # context-manager use (plain LLM SDKs): the chat span is current while the body runs
     def __enter__(self) -> LlmCall:

@@ -38,6 +38,9 @@ GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+# Proposed for the GenAI conventions (Development status): the cost of one call, and its currency.
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
 
 OPERATION_INVOKE_WORKFLOW: Final = "invoke_workflow"
 OPERATION_CHAT: Final = "chat"
@@ -53,11 +56,14 @@ NODE_DURATION: Final = "nl2sql.node.duration"
 REQUEST_DURATION: Final = "nl2sql.request.duration"
 SQL_VALIDATIONS: Final = "nl2sql.sql.validations"
 LLM_TOKENS: Final = "nl2sql.llm.tokens"
+LLM_COST: Final = "nl2sql.llm.cost"
+LLM_UNPRICED_TOKENS: Final = "nl2sql.llm.unpriced_tokens"
 GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 UNIT_SECONDS: Final = "s"
 UNIT_VALIDATION: Final = "{validation}"
 UNIT_TOKEN: Final = "{token}"
+UNIT_USD: Final = "{USD}"
 
 DURATION_METRICS: Final = (NODE_DURATION, REQUEST_DURATION, GEN_AI_CLIENT_OPERATION_DURATION)
 TOKEN_HISTOGRAMS: Final = (GEN_AI_CLIENT_TOKEN_USAGE,)

@@ -162,14 +162,16 @@ def _from_mapping(values: Mapping[str, str]) -> ObservabilitySettings:
 
 def check_all_settings() -> ObservabilitySettings:
     """Validate every setting of the package at start-up: the distro's, logging's
-    (`OBSERVABILITY_LOG_*`), the scrubber's (`OBSERVABILITY_SCRUB_*`) and the audit log's
-    (`OBSERVABILITY_AUDIT_*`). Raises one `ConfigurationError` that lists each bad variable."""
+    (`OBSERVABILITY_LOG_*`), the scrubber's (`OBSERVABILITY_SCRUB_*`), the audit log's
+    (`OBSERVABILITY_AUDIT_*`) and the price table (`OBSERVABILITY_PRICES_FILE`).
+    Raises one `ConfigurationError` that lists each bad variable."""
     from nl2sql_observability.audit.settings import AuditConfigError, load_audit_settings
     from nl2sql_observability.autoinstrument.settings import (
         InstrumentorConfigError,
         load_instrumentor_settings,
     )
     from nl2sql_observability.logs import LogSettingsError, check_log_settings
+    from nl2sql_observability.pricing import PriceTableError, check_prices_file
     from nl2sql_observability.scrubbing import ScrubConfigError, load_scrubber
 
     problems: list[str] = []
@@ -178,7 +180,13 @@ def check_all_settings() -> ObservabilitySettings:
         settings = load_settings()
     except ConfigurationError as exc:
         problems.append(str(exc).removeprefix(_PREFIX))
-    for check in (check_log_settings, load_scrubber, load_audit_settings, load_instrumentor_settings):
+    for check in (
+        check_log_settings,
+        load_scrubber,
+        load_audit_settings,
+        load_instrumentor_settings,
+        check_prices_file,
+    ):
         try:
             check()
         except (
@@ -187,6 +195,7 @@ def check_all_settings() -> ObservabilitySettings:
             ScrubConfigError,
             AuditConfigError,
             InstrumentorConfigError,
+            PriceTableError,
         ) as exc:
             problems.append(str(exc).removeprefix(_PREFIX))
     if problems or settings is None:

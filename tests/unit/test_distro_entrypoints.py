@@ -205,6 +205,12 @@ def test_our_configurator_wins_over_a_competing_one(tmp_path):
             '["ok", "("]',
             "OBSERVABILITY_SCRUB_EXTRA_PATTERNS: '(' is not a valid regular expression",
         ),
+        # the price table behind nl2sql.llm.cost
+        (
+            "OBSERVABILITY_PRICES_FILE",
+            "/nonexistent/prices.json",
+            "OBSERVABILITY_PRICES_FILE='/nonexistent/prices.json': no such file",
+        ),
     ],
 )
 def test_bad_setting_stops_startup_with_one_message(tmp_path, var, value, expected):
