@@ -337,32 +337,21 @@ def test_collector_starts_healthy_and_serves_its_own_metrics(
             proc.wait()
 
 
-@pytest.mark.timeout(120)
-def test_redaction_and_genai_content_drop(tool: Callable[[str], Path], tmp_path: Path) -> None:
-    """The second redaction layer on real data: secret keys and values masked, GenAI content dropped,
-    token counts and the contract's attributes kept."""
+def _through_collector(otelcol: Path, tmp_path: Path, attrs: dict[str, str | int]) -> str:
+    """Send one span with these attributes through the real collector (config.yaml's processors) to
+    a detailed debug exporter; return what the exporter printed."""
     override, ports = _local_override(tmp_path)
     extra = yaml.safe_load(override.read_text(encoding="utf-8"))
     extra["exporters"]["debug"] = {"verbosity": "detailed"}
     extra["service"]["pipelines"] = {"traces": {"exporters": ["debug", "span_metrics"]}}
     override.write_text(yaml.safe_dump(extra), encoding="utf-8")
-    attrs = {
-        "api_key": "not-a-pattern-but-a-secret-key-name",
-        "note": "call with Bearer abcdefghijklmnopqrstuvwxyz0123",
-        "db.statement.dsn": "postgres://app:hunter2@db:5432/x",
-        "gen_ai.input.messages": "PROMPT TEXT MUST NOT LEAVE",
-        "gen_ai.output.messages": "RESPONSE TEXT MUST NOT LEAVE",
-        "gen_ai.usage.input_tokens": 12,
-        "nl2sql.node.name": "generate_sql",
-        "tenant.id": "acme",
-    }
     span = json.loads(json.dumps(OTLP_JSON["traces"]))
     span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"] = [
         {"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
         for k, v in attrs.items()
     ]
     proc = subprocess.Popen(
-        [str(tool("otelcol-nl2sql")), f"--config={BASE}", f"--config={override}"],
+        [str(otelcol), f"--config={BASE}", f"--config={override}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -380,7 +369,7 @@ def test_redaction_and_genai_content_drop(tool: Callable[[str], Path], tmp_path:
                     break
             except OSError:
                 time.sleep(0.3)
-        time.sleep(3)
+        time.sleep(3)  # batch timeout 2s
     finally:
         proc.terminate()
         try:
@@ -389,6 +378,24 @@ def test_redaction_and_genai_content_drop(tool: Callable[[str], Path], tmp_path:
             proc.kill()
             _, err = proc.communicate()
     assert "node generate_sql" in err, err[-3000:]
+    return err
+
+
+@pytest.mark.timeout(120)
+def test_redaction_and_genai_content_drop(tool: Callable[[str], Path], tmp_path: Path) -> None:
+    """The second redaction layer on real data: secret keys and values masked, GenAI content dropped,
+    token counts and the contract's attributes kept."""
+    attrs: dict[str, str | int] = {
+        "api_key": "not-a-pattern-but-a-secret-key-name",
+        "note": "call with Bearer abcdefghijklmnopqrstuvwxyz0123",
+        "db.statement.dsn": "postgres://app:hunter2@db:5432/x",
+        "gen_ai.input.messages": "PROMPT TEXT MUST NOT LEAVE",
+        "gen_ai.output.messages": "RESPONSE TEXT MUST NOT LEAVE",
+        "gen_ai.usage.input_tokens": 12,
+        "nl2sql.node.name": "generate_sql",
+        "tenant.id": "acme",
+    }
+    err = _through_collector(tool("otelcol-nl2sql"), tmp_path, attrs)
     for leaked in (
         "not-a-pattern-but-a-secret-key-name",
         "abcdefghijklmnopqrstuvwxyz0123",
@@ -399,3 +406,44 @@ def test_redaction_and_genai_content_drop(tool: Callable[[str], Path], tmp_path:
         assert leaked not in err, f"{leaked!r} reached the exporter"
     assert "gen_ai.usage.input_tokens: Int(12)" in err
     assert "tenant.id: Str(acme)" in err
+
+
+# Test card numbers published by the card networks (Luhn-valid), in the layouts people write them.
+CARDS = {
+    "card.visa": "4111111111111111",
+    "card.visa_spaced": "4111 1111 1111 1111",
+    "card.visa_13": "4222222222222",
+    "card.mastercard": "5555555555554444",
+    "card.mastercard_2series": "2223003122003222",
+    "card.amex": "378282246310005",
+    "card.amex_dashed": "3782-822463-10005",
+    "card.discover": "6011111111111117",
+    "card.diners": "30569309025904",
+    "card.jcb": "3530111333300000",
+    "card.unionpay": "6200000000000005",
+}
+# 13-16 digit values that are not card numbers: no issuer has that prefix with that length.
+NOT_CARDS = {
+    "event.epoch_ms": "1732435200000",
+    "event.epoch_us": "1732435200000000",
+    "order.id": "9876543210123456",
+    "invoice.number": "70000000000001",
+    "db.rows": "1234567890123",
+    "visa_prefix_wrong_length": "411111111111111",
+    "amex_prefix_wrong_length": "3400000000000000",
+}
+
+
+@pytest.mark.timeout(120)
+def test_card_masking_keeps_epoch_milliseconds_and_ids(tool: Callable[[str], Path], tmp_path: Path) -> None:
+    """Issuer prefix and length decide, not "any 13-16 digits": cards are masked (also inside text),
+    timestamps and ids of the same lengths pass through the real collector unchanged."""
+    attrs: dict[str, str | int] = {**CARDS, **NOT_CARDS, "nl2sql.node.name": "generate_sql"}
+    attrs["note"] = f"paid with {CARDS['card.visa']} at {NOT_CARDS['event.epoch_ms']}"
+    err = _through_collector(tool("otelcol-nl2sql"), tmp_path, attrs)
+    for key, value in CARDS.items():
+        assert f"{key}: Str(****)" in err, f"{key}={value!r} was not masked"
+        assert value not in err, f"{key}={value!r} reached the exporter"
+    for key, value in NOT_CARDS.items():
+        assert f"{key}: Str({value})" in err, f"{key}={value!r} did not survive"
+    assert f"note: Str(paid with **** at {NOT_CARDS['event.epoch_ms']})" in err
