@@ -324,6 +324,7 @@ def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def _fill(expr: str, env: str, window: str) -> str:
     values = {
         "env": env,
+        "service": ".*",
         "tenant": ".*",
         "node": ".*",
         "__rate_interval": "1m",

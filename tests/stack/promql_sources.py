@@ -93,6 +93,7 @@ SPAN_METRICS = {
         "tenant_id",
         "job",
         "instance",
+        "deployment_environment_name",
         "le",
     }
     for name in (

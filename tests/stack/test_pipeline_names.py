@@ -102,6 +102,29 @@ METRICS = {
                                 ],
                             },
                         },
+                        {
+                            "name": "nl2sql.llm.cost",
+                            "unit": "{USD}",
+                            "sum": {
+                                "aggregationTemporality": 2,
+                                "isMonotonic": True,
+                                "dataPoints": [
+                                    {
+                                        "attributes": _attrs(
+                                            {
+                                                "gen_ai.request.model": "gpt-4o",
+                                                "gen_ai.provider.name": "openai",
+                                                "tenant.id": "acme",
+                                                "nl2sql.node.name": "generate_sql",
+                                            }
+                                        ),
+                                        "startTimeUnixNano": str(NOW - 10**9),
+                                        "timeUnixNano": str(NOW),
+                                        "asDouble": 0.0125,
+                                    }
+                                ],
+                            },
+                        },
                     ]
                 }
             ],
@@ -183,6 +206,7 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
                 "traces_span_metrics_calls_total",
                 "traces_span_metrics_duration_seconds_bucket",
                 "nl2sql_sql_validations_total",
+                "nl2sql_llm_cost_total",
             }
             deadline = time.monotonic() + 30
             names: set[str] = set()
@@ -241,3 +265,17 @@ def test_span_metrics_land_under_the_names_jaeger_spm_reads(landed: dict[str, An
         # the labels Jaeger's SPM queries group and filter by
         assert {"service_name", "span_name", "span_kind", "status_code"} <= s.keys(), s
         assert s["nl2sql_node_name"] == "generate_sql"
+        # per service and environment, like the contract metrics (SPM filters by service_name = job)
+        assert s["job"] == s["service_name"] == "nl2sql", s
+        assert s["deployment_environment_name"] == "stackcheck", s
+
+
+def test_cost_counter_lands_with_total_and_the_service(landed: dict[str, Any]) -> None:
+    (s,) = landed["series"]["nl2sql_llm_cost_total"]
+    assert s["job"] == "nl2sql"
+    assert s["deployment_environment_name"] == "stackcheck"
+    assert {k: s[k] for k in ("gen_ai_request_model", "tenant_id", "nl2sql_node_name")} == {
+        "gen_ai_request_model": "gpt-4o",
+        "tenant_id": "acme",
+        "nl2sql_node_name": "generate_sql",
+    }
