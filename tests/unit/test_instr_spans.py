@@ -23,6 +23,18 @@ class DomainError(Exception):
     error_type = "unknown_column"
 
 
+def _packaged_cost(model: str, usage) -> float:
+    """USD for this usage at the package's default price (read from the price file, not the code)."""
+    import json
+    from pathlib import Path
+
+    import nl2sql_observability
+
+    prices = Path(nl2sql_observability.__file__).with_name("prices.json")
+    price = json.loads(prices.read_text(encoding="utf-8"))["models"][model]
+    return (usage["input_tokens"] * price["input"] + usage["output_tokens"] * price["output"]) / 1e6
+
+
 def test_workflow_node_chat_tree_via_langchain_handler(captured, audit_calls):
     model = SimulatedChatModel(time_scale=0)
     with user_context(CTX), workflow() as wf, node("generate_sql"):
@@ -54,6 +66,8 @@ def test_workflow_node_chat_tree_via_langchain_handler(captured, audit_calls):
         "gen_ai.usage.input_tokens": usage["input_tokens"],
         "gen_ai.usage.output_tokens": usage["output_tokens"],
         "nl2sql.node.name": "generate_sql",
+        "gen_ai.usage.cost.amount": pytest.approx(_packaged_cost("nl2sql-sim-1", usage)),
+        "gen_ai.usage.cost.currency": "USD",
         "tenant.id": "acme",
         "user.id": "u-1",
         "session.id": "s-1",
