@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,18 +154,32 @@ def test_grafana_alert_thresholds_match_the_promtool_tested_mirror() -> None:
         assert mirrored[expr][2] == "5m"
 
 
+def _expanded_strings(obj: Any, in_rule: bool = False) -> Iterator[str]:
+    """Every string Grafana's provisioning runs through env expansion: all of them, except an alert
+    rule's annotations and query models, which it takes raw (grafana#54975; models keep $__macros)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if in_rule and k in ("annotations", "model"):
+                continue
+            yield from _expanded_strings(v, in_rule or k == "rules")
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _expanded_strings(v, in_rule)
+    elif isinstance(obj, str):
+        yield obj
+
+
 def test_no_literal_dollar_left_unescaped_in_provisioning() -> None:
-    """Grafana expands $VAR in provisioning files: template/PromQL dollars must be written $$."""
+    """Grafana expands $VAR in provisioning files: template/PromQL dollars in expanded fields are $$."""
     allowed_env = {"ALERT_WEBHOOK_URL"}
     for f in PROV.rglob("*.y*ml"):
-        text = "\n".join(
-            line for line in f.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")
-        )
-        for m in re.finditer(r"(?<!\$)\$(?!\$)\{?(\w+)", text):
-            # the second $ of a $$ pair is preceded by $; skip it
-            if text[m.start() - 1 : m.start()] == "$":
-                continue
-            assert m.group(1) in allowed_env, f"{f.relative_to(ROOT)}: unescaped ${m.group(1)}"
+        for text in _expanded_strings(load_yaml(f)):
+            for m in re.finditer(r"(\$+)\{?(\w+)", text):
+                if len(m.group(1)) % 2 == 0:
+                    continue  # $$: a literal dollar
+                assert m.group(2) in allowed_env, (
+                    f"{f.relative_to(ROOT)}: unescaped ${m.group(2)} in {text!r}"
+                )
 
 
 def test_grafana_mounts_match_provisioning_paths() -> None:
@@ -207,7 +222,7 @@ def test_app_alerts_name_the_service() -> None:
         for r in g["rules"]:
             if r["uid"].startswith("nl2sql-"):
                 for key in ("summary", "description"):
-                    assert 'index $$labels "job"' in r["annotations"][key], (r["uid"], key)
+                    assert 'index $labels "job"' in r["annotations"][key], (r["uid"], key)
     mirror = load_yaml(ROOT / "prometheus" / "tests" / "alert-conditions.yml")
     for g in mirror["groups"]:
         for r in g["rules"]:
@@ -217,3 +232,15 @@ def test_app_alerts_name_the_service() -> None:
     assert "job" in policies["policies"][0]["group_by"], (
         "alerts of two services must not share a notification"
     )
+
+
+def test_alert_annotations_are_not_escaped_for_env_expansion() -> None:
+    """Grafana's alert file provisioning expands $VAR in labels but takes annotations raw (grafana#54975),
+    so "$$labels" in an annotation would reach the template as "$$labels" and fail to render."""
+    rules = load_yaml(PROV / "alerting" / "rules.yaml")
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            for key, text in r["annotations"].items():
+                assert "$$" not in text, (r["uid"], key, text)
+            for key, text in (r.get("labels") or {}).items():
+                assert "$" not in text, (r["uid"], key, "labels are env-expanded: write $$ for a literal $")
