@@ -133,6 +133,18 @@ METRICS = {
 }
 
 
+# A second service with a namespace and the same node name: Prometheus 3 names it job="shop/gateway".
+GATEWAY = json.loads(json.dumps(METRICS))
+GATEWAY["resourceMetrics"][0]["resource"] = {
+    "attributes": _attrs(
+        {"service.namespace": "shop", "service.name": "gateway", "deployment.environment.name": "stackcheck"}
+    )
+}
+GATEWAY["resourceMetrics"][0]["scopeMetrics"][0]["metrics"] = GATEWAY["resourceMetrics"][0]["scopeMetrics"][
+    0
+]["metrics"][:1]
+
+
 def _wait(url: str, proc: subprocess.Popen[str], seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
@@ -193,7 +205,7 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
         )
         try:
             _wait(f"http://127.0.0.1:{ports['health']}/", col)
-            for signal, payload in (("traces", TRACE), ("metrics", METRICS)):
+            for signal, payload in (("traces", TRACE), ("metrics", METRICS), ("metrics", GATEWAY)):
                 req = urllib.request.Request(
                     f"http://127.0.0.1:{ports['http']}/v1/{signal}",
                     data=json.dumps(payload).encode(),
@@ -208,12 +220,18 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
                 "nl2sql_sql_validations_total",
                 "nl2sql_llm_cost_total",
             }
+            gateway = urllib.parse.urlencode(
+                {"match[]": 'nl2sql_node_duration_seconds_bucket{job="shop/gateway"}'}
+            )
             deadline = time.monotonic() + 30
             names: set[str] = set()
-            while time.monotonic() < deadline and not wanted <= names:
+            have_gateway = False
+            while time.monotonic() < deadline and not (wanted <= names and have_gateway):
                 time.sleep(1)
                 with urllib.request.urlopen(f"{base}/api/v1/label/__name__/values", timeout=5) as r:
                     names = set(json.load(r)["data"])
+                with urllib.request.urlopen(f"{base}/api/v1/series?{gateway}", timeout=5) as r:
+                    have_gateway = bool(json.load(r)["data"])
             series = {}
             for name in names:
                 q = urllib.parse.urlencode({"match[]": name})
@@ -279,3 +297,13 @@ def test_cost_counter_lands_with_total_and_the_service(landed: dict[str, Any]) -
         "tenant_id": "acme",
         "nl2sql_node_name": "generate_sql",
     }
+
+
+def test_two_services_with_one_node_name_land_as_two_series(landed: dict[str, Any]) -> None:
+    """service.name (and service.namespace) become `job`: the rules and panels group by it."""
+    jobs = {
+        s["job"]
+        for s in landed["series"]["nl2sql_node_duration_seconds_bucket"]
+        if s["nl2sql_node_name"] == "generate_sql" and s["le"] == "+Inf"
+    }
+    assert jobs == {"nl2sql", "shop/gateway"}, jobs
