@@ -263,10 +263,11 @@ def test_validation_failure_ratio_matches_the_demo(stack: Stack, main_run: DemoR
         return {r["metric"]["nl2sql_validation_outcome"]: round(float(r["value"][1])) for r in rows}
 
     wait_until(lambda: counts() == {"passed": passed, "failed": failed}, timeout=60, what="validation counts")
+    counted_at = time.time()
+    rule = f'nl2sql:sql_validation_failure_ratio:rate5m{{deployment_environment_name="{env}"}}'
+    # an evaluation of the rule from before every sample had arrived would hold a partial ratio
     ratio = wait_until(
-        lambda: stack.scalar(
-            f'nl2sql:sql_validation_failure_ratio:rate5m{{deployment_environment_name="{env}"}}'
-        ),
+        lambda: stack.scalar(f"{rule} and timestamp({rule}) > {counted_at:.3f}"),
         timeout=120,
         interval=2,
         what="the failure-ratio recording rule",

@@ -134,9 +134,30 @@ def test_validation_failure_ratio_is_per_service_and_only_the_bad_one_alerts(
     assert truth_b > 0.2, v
     expr, threshold = _alert("validation")
     sel = f'{expr}{{deployment_environment_name="{two.environment}"}}'
+    counts_expr = (
+        "sum by (job, nl2sql_validation_outcome) "
+        f'(nl2sql_sql_validations_total{{deployment_environment_name="{two.environment}"}})'
+    )
+    expected_counts = {
+        (svc.name, outcome): int(n)
+        for svc in (two.a, two.b)
+        for outcome, n in svc.run.summary["validations"].items()
+        if int(n)
+    }
+    wait_until(
+        lambda: (
+            {k: round(x) for k, x in _by_job(stack, counts_expr, "nl2sql_validation_outcome").items()}
+            == expected_counts
+        ),
+        timeout=90,
+        what=f"validation counts per service {expected_counts}",
+    )
+    # only an evaluation of the rule made after every sample had arrived holds the whole run
+    counted_at = time.time()
+    fresh = f"{sel} and timestamp({sel}) > {counted_at:.3f}"
 
     def both() -> dict[tuple[str, ...], float] | None:
-        got = _by_job(stack, sel)
+        got = _by_job(stack, fresh)
         return got if {(two.a.name,), (two.b.name,)} <= set(got) else None
 
     got = wait_until(both, timeout=150, interval=2, what=f"failure ratio for both services ({sel})")
