@@ -5,10 +5,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Go-built backends and tools (otelcol, jaeger, prometheus, promtool, telemetrygen, docker compose v2),
-# cached outside the checkout so a fresh clone on the same machine reuses them.
+# Go-built backends and tools (otelcol, jaeger, prometheus, promtool, victoria-logs, telemetrygen,
+# docker compose v2), cached outside the checkout so a fresh clone on the same machine reuses them.
 export NL2SQL_OBS_TOOLS ?= $(HOME)/.cache/nl2sql-obs/bin
-COMPOSE_FILE ?= compose/docker-compose.yml
+# up/down/ps/logs/clean take the compose files from COMPOSE_FILES (scripts/lib.sh), e.g.
+#   make up COMPOSE_FILES="compose/docker-compose.yml compose/docker-compose.vendor.yml"
+# make demo: the app's log lines go over OTLP to the log store, and to this file when set.
+DEMO_LOG_FILE ?=
 
 .PHONY: help install lint unit stack-check integration test bench tools images up down ps logs demo clean
 
@@ -25,10 +28,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed ## create .venv with the package, the demo and the dev tools
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	shellcheck -x scripts/*.sh .ci/run
 
 unit: install ## unit tests (in-memory exporters, no network)
 	$(PY) -m pytest tests/unit
@@ -39,7 +43,7 @@ tools: ## build the real backends and tools from their Go modules (cached)
 stack-check: install tools ## check every config file with the real tools
 	$(PY) -m pytest tests/stack
 
-images: tools ## build local images of the backends from the Go-built binaries
+images: tools ## the backends' and the probe's images: official when pullable, else local builds
 	scripts/build-images.sh
 
 integration: install images ## testcontainers tests against the real backends
@@ -50,20 +54,21 @@ test: lint unit stack-check integration ## everything CI runs
 bench: install ## benchmarks (ratios against a baseline run in the same process)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-up: ## start the stack, wait until healthy, print the URLs
+up: ## start the stack (Docker and make are enough), wait until healthy, print the URLs
 	scripts/up.sh
 
 down: ## stop the stack (keeps the data volumes)
-	docker compose -f $(COMPOSE_FILE) down
+	scripts/compose.sh down
 
 ps: ## show the stack's containers and health
-	docker compose -f $(COMPOSE_FILE) ps
+	scripts/compose.sh ps --all
 
-logs: ## follow the stack's logs
-	docker compose -f $(COMPOSE_FILE) logs -f --tail=100
+logs: ## follow the stack's own logs (the app's logs are in the log store: VictoriaLogs)
+	scripts/compose.sh logs -f --tail=100
 
-demo: install ## run the demo app under opentelemetry-instrument against the running stack
-	OBSERVABILITY_EXPORTER=otlp $(VENV)/bin/opentelemetry-instrument $(VENV)/bin/nl2sql-obs demo $(DEMO_ARGS)
+demo: install ## run the demo app against the running stack (DEMO_ARGS=..., DEMO_LOG_FILE=demo.log)
+	OBSERVABILITY_EXPORTER=otlp OBSERVABILITY_LOG_STREAM=$(if $(DEMO_LOG_FILE),file:$(DEMO_LOG_FILE),none) \
+		$(VENV)/bin/opentelemetry-instrument $(VENV)/bin/nl2sql-obs demo $(DEMO_ARGS)
 
 clean: ## stop the stack; removes the data volumes only after asking, or with CONFIRM=yes
 	scripts/clean.sh

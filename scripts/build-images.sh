@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# Makes the collector, Jaeger and Prometheus images available to compose and the integration tests,
-# and writes their names to $NL2SQL_OBS_TOOLS/../images.env (COLLECTOR_IMAGE=..., JAEGER_IMAGE=...,
-# PROMETHEUS_IMAGE=...), which `make up` and tests/integration source.
+# Makes the images of the stack available to compose and the integration tests, and writes their
+# names to $NL2SQL_OBS_TOOLS/../images.env (COLLECTOR_IMAGE=..., JAEGER_IMAGE=..., ...), which
+# `make up` and tests/integration read.
 #
-# For each backend: the official image when it is present or `docker pull` succeeds; otherwise a
-# local FROM-scratch image (images/NAME/Dockerfile) holding the static binary that
-# scripts/build-tools.sh built from the official Go module, tagged nl2sql-obs/NAME:VERSION-local.
+# For each backend: the official image (tag from compose/.env) when it is present or `docker pull`
+# succeeds; otherwise a local FROM-scratch image (images/NAME/Dockerfile) holding the static binary
+# that scripts/build-tools.sh built from the official Go module, tagged nl2sql-obs/NAME:VERSION-local,
+# where VERSION is the pinned tag's unless images/local-versions.txt lists a different one (with why).
 # A local image is rebuilt only when its binary changed (label org.nl2sql-obs.binary-sha256).
+# The healthcheck probe (PROBE_IMAGE) is ours: kept when present, else built FROM scratch from the
+# host-built tools/probe (compose itself builds it from tools/probe/Dockerfile where a registry is).
 # Grafana is neither pulled nor built here.
 #
-#   scripts/build-images.sh [collector] [jaeger] [prometheus]   (default: all three)
+#   scripts/build-images.sh [collector] [jaeger] [prometheus] [victorialogs] [probe]   (default: all)
 #   NL2SQL_OBS_PULL=never   don't try the registry (always use/build local images)
 #   NL2SQL_OBS_PULL=always  try the registry even when a local build exists (default: try, then build)
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TOOLS="${NL2SQL_OBS_TOOLS:-$HOME/.cache/nl2sql-obs/bin}"
-CACHE="$(dirname "$TOOLS")"
-ENV_FILE="${NL2SQL_OBS_IMAGES_ENV:-$CACHE/images.env}"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+TOOLS="$NL2SQL_OBS_TOOLS"
+ENV_OUT="$IMAGES_ENV"
 PULL="${NL2SQL_OBS_PULL:-auto}"
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" # the classic builder needs no buildx plugin and no registry
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 docker info >/dev/null 2>&1 || { log "no Docker engine (run scripts/ci-prerequisites.sh as root)"; exit 1; }
 
-# official image references (DESIGN.md "Versions"); overridable like compose's variables
-OFFICIAL_COLLECTOR="${OFFICIAL_COLLECTOR_IMAGE:-otel/opentelemetry-collector-contrib:0.159.0}"
-OFFICIAL_JAEGER="${OFFICIAL_JAEGER_IMAGE:-jaegertracing/jaeger:2.20.0}"
-OFFICIAL_PROMETHEUS="${OFFICIAL_PROMETHEUS_IMAGE:-prom/prometheus:v3.14.0}"
+official() { # VAR -> the official image: OFFICIAL_<VAR> from the environment, else compose/.env
+    local over="OFFICIAL_$1"
+    local ref="${!over:-$(env_value "$1")}"
+    [[ -n "$ref" ]] || { log "compose/.env has no $1"; return 1; }
+    printf '%s' "$ref"
+}
+
+local_tag() { # VAR NAME -> nl2sql-obs/NAME:<version>-local (version: images/local-versions.txt, else the pinned tag)
+    local var="$1" name="$2" version
+    version="$(awk -v v="$var" '$1 == v { print $2 }' "$ROOT/images/local-versions.txt")"
+    [[ -n "$version" ]] || { version="$(official "$var")"; version="${version##*:}"; }
+    printf 'nl2sql-obs/%s:%s-local' "$name" "$version"
+}
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -96,26 +108,39 @@ choose() { # VAR OFFICIAL NAME LOCAL_TAG DATA_DIRS BINARIES...
     local current="${!var:-}"
     if [[ -n "$current" ]]; then
         log "$var=$current (from the environment)"
-        printf '%s=%s\n' "$var" "$current" >>"$ENV_FILE.tmp"
+        printf '%s=%s\n' "$var" "$current" >>"$ENV_OUT.tmp"
         return 0
     fi
     if have_image "$official" || { [[ "$PULL" == always ]] || ! have_image "$tag"; } && try_official "$official"; then
-        printf '%s=%s\n' "$var" "$official" >>"$ENV_FILE.tmp"
+        printf '%s=%s\n' "$var" "$official" >>"$ENV_OUT.tmp"
         return 0
     fi
     build_local "$name" "$tag" "$data" "$@"
-    printf '%s=%s\n' "$var" "$tag" >>"$ENV_FILE.tmp"
+    printf '%s=%s\n' "$var" "$tag" >>"$ENV_OUT.tmp"
 }
 
-mkdir -p "$(dirname "$ENV_FILE")"
+probe_image() { # PROBE_IMAGE: ours, so never pulled; built FROM scratch around the host-built probe
+    local tag
+    tag="${PROBE_IMAGE:-$(env_value PROBE_IMAGE)}"
+    if have_image "$tag" && [[ -z "$(docker image inspect -f '{{index .Config.Labels "org.nl2sql-obs.binary-sha256"}}' "$tag")" ]]; then
+        log "$tag: present (built by compose from tools/probe/Dockerfile)"
+    else
+        build_local probe "$tag" "" probe
+    fi
+    printf 'PROBE_IMAGE=%s\n' "$tag" >>"$ENV_OUT.tmp"
+}
+
+mkdir -p "$(dirname "$ENV_OUT")"
 {
     echo "# written by scripts/build-images.sh on $(date -u +%FT%TZ); source it or pass it to compose --env-file"
     echo "NL2SQL_OBS_TOOLS=$TOOLS"
-} >"$ENV_FILE.tmp"
-wanted=" ${*:-collector jaeger prometheus} "
-[[ "$wanted" != *" collector "* ]] || choose COLLECTOR_IMAGE "$OFFICIAL_COLLECTOR" collector nl2sql-obs/otelcol:0.159.0-local "" otelcol-nl2sql
-[[ "$wanted" != *" jaeger "* ]] || choose JAEGER_IMAGE "$OFFICIAL_JAEGER" jaeger nl2sql-obs/jaeger:2.13.0-local "" jaeger
-[[ "$wanted" != *" prometheus "* ]] || choose PROMETHEUS_IMAGE "$OFFICIAL_PROMETHEUS" prometheus nl2sql-obs/prometheus:v3.14.0-local "prometheus" prometheus promtool
-mv -f "$ENV_FILE.tmp" "$ENV_FILE"
-log "wrote $ENV_FILE:"
-grep -v '^#' "$ENV_FILE" | sed 's/^/  /' >&2
+} >"$ENV_OUT.tmp"
+wanted=" ${*:-collector jaeger prometheus victorialogs probe} "
+[[ "$wanted" != *" collector "* ]] || choose COLLECTOR_IMAGE "$(official COLLECTOR_IMAGE)" collector "$(local_tag COLLECTOR_IMAGE otelcol)" "" otelcol-nl2sql
+[[ "$wanted" != *" jaeger "* ]] || choose JAEGER_IMAGE "$(official JAEGER_IMAGE)" jaeger "$(local_tag JAEGER_IMAGE jaeger)" "" jaeger
+[[ "$wanted" != *" prometheus "* ]] || choose PROMETHEUS_IMAGE "$(official PROMETHEUS_IMAGE)" prometheus "$(local_tag PROMETHEUS_IMAGE prometheus)" "prometheus" prometheus promtool
+[[ "$wanted" != *" victorialogs "* ]] || choose VICTORIALOGS_IMAGE "$(official VICTORIALOGS_IMAGE)" victorialogs "$(local_tag VICTORIALOGS_IMAGE victoria-logs)" "" victoria-logs
+[[ "$wanted" != *" probe "* ]] || probe_image
+mv -f "$ENV_OUT.tmp" "$ENV_OUT"
+log "wrote $ENV_OUT:"
+grep -v '^#' "$ENV_OUT" | sed 's/^/  /' >&2

@@ -5,7 +5,8 @@
 #   scripts/build-tools.sh            # every tool
 #   scripts/build-tools.sh probe jaeger
 #
-# Tools: probe, docker-compose, builder, otelcol-nl2sql, jaeger, prometheus (+ promtool), telemetrygen.
+# Tools: probe, docker-compose, builder, otelcol-nl2sql, jaeger, prometheus (+ promtool), victorialogs,
+# telemetrygen.
 # Each tool is skipped when it was already built from the same inputs: the stamp is a hash of its
 # wrapper module (tools/NAME/go.mod + go.sum, or collector/manifest.yaml) and the Go version.
 # GOMODCACHE and GOCACHE are Go's defaults, so a second run on the same machine is warm.
@@ -78,6 +79,13 @@ build_prometheus() {
     gobuild prometheus promtool github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd -ldflags "$ld"
 }
 
+build_victorialogs() {
+    # VictoriaLogs through a wrapper module that replaces its VictoriaMetrics dependency (tools/victorialogs/go.mod).
+    local v=github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo
+    gobuild victorialogs victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs \
+        -ldflags "-s -w -X $v.Version=victoria-logs-v1.51.1-0.20260624061259-dc94972a8708-nl2sql-obs"
+}
+
 build_telemetrygen() {
     gobuild telemetrygen telemetrygen github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen -ldflags "-s -w"
 }
@@ -129,6 +137,7 @@ one() {
         builder)        inputs=("$ROOT/tools/builder/go.mod" "$ROOT/tools/builder/go.sum"); bins=(builder) ;;
         jaeger)         inputs=("$ROOT/tools/jaeger/go.mod" "$ROOT/tools/jaeger/go.sum"); bins=(jaeger) ;;
         prometheus|promtool) name=prometheus; inputs=("$ROOT/tools/prometheus/go.mod" "$ROOT/tools/prometheus/go.sum"); bins=(prometheus promtool) ;;
+        victorialogs|victoria-logs) name=victorialogs; inputs=("$ROOT/tools/victorialogs/go.mod" "$ROOT/tools/victorialogs/go.sum"); bins=(victoria-logs) ;;
         telemetrygen)   inputs=("$ROOT/tools/telemetrygen/go.mod" "$ROOT/tools/telemetrygen/go.sum"); bins=(telemetrygen) ;;
         otelcol|otelcol-nl2sql)
             name=otelcol-nl2sql
@@ -149,6 +158,6 @@ one() {
 }
 
 if (($# == 0)); then
-    set -- probe docker-compose jaeger prometheus telemetrygen otelcol-nl2sql
+    set -- probe docker-compose jaeger prometheus victorialogs telemetrygen otelcol-nl2sql
 fi
 for t in "$@"; do one "$t"; done

@@ -208,6 +208,10 @@ def _scrubbing_otel_handler_class() -> type[logging.Handler] | None:
 
         def _translate(self, record: logging.LogRecord) -> Any:
             log_record = super()._translate(record)
+            context: dict[str, Any] = {}
+            _tenant_fields(context)  # tenant_id, user_id, session_id, node: searchable in the log store
+            if context:
+                log_record.attributes = {**context, **(log_record.attributes or {})}
             scrubber = get_scrubber()
             log_record.body = scrubber.scrub_value(log_record.body)
             if log_record.attributes:
@@ -280,13 +284,24 @@ def _resolve_level(level: int | str | None) -> int:
     return int(logging.getLevelName(name))
 
 
-def _resolve_stream(stream: IO[str] | None) -> IO[str]:
+def _resolve_stream(stream: IO[str] | None) -> logging.Handler | None:
+    """The console handler: stdout, stderr, `none` (no console lines: OTLP only) or `file:PATH`
+    (appended to, created owner-only)."""
     if stream is not None:
-        return stream
-    value = os.environ.get(ENV_STREAM, "stdout").strip().lower() or "stdout"
-    if value not in ("stdout", "stderr"):
-        raise LogSettingsError(f"{ENV_STREAM}={value!r} is not valid; allowed: stdout, stderr")
-    return sys.stdout if value == "stdout" else sys.stderr
+        return logging.StreamHandler(stream)
+    raw = os.environ.get(ENV_STREAM, "stdout").strip() or "stdout"
+    value = raw.lower()
+    if value in ("stdout", "stderr"):
+        return logging.StreamHandler(sys.stdout if value == "stdout" else sys.stderr)
+    if value == "none":
+        return None
+    if value.startswith("file:") and raw[5:]:
+        try:  # created 0600 (log lines may name tenants and users); an existing file is appended to
+            os.close(os.open(raw[5:], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            return logging.FileHandler(raw[5:], mode="a", encoding="utf-8")
+        except OSError as exc:
+            raise LogSettingsError(f"{ENV_STREAM}={raw!r}: cannot open the file: {exc.strerror}") from None
+    raise LogSettingsError(f"{ENV_STREAM}={raw!r} is not valid; allowed: stdout, stderr, none, file:PATH")
 
 
 def _claim_otel_log_handler() -> bool:
@@ -310,7 +325,9 @@ def check_log_settings() -> None:
     """Validate the `OBSERVABILITY_LOG_*` variables; raises `LogSettingsError` for a bad one."""
     _resolve_json(None)
     _resolve_level(None)
-    _resolve_stream(None)
+    handler = _resolve_stream(None)
+    if isinstance(handler, logging.FileHandler):
+        handler.close()
 
 
 def configure_logging(
@@ -333,10 +350,10 @@ def configure_logging(
         if getattr(handler, _TAG) == "console":
             handler.close()
 
-    console = logging.StreamHandler(out)
-    console.setFormatter(ContextJsonFormatter() if use_json else ContextTextFormatter())
-    setattr(console, _TAG, "console")
-    root.addHandler(console)
+    if out is not None:
+        out.setFormatter(ContextJsonFormatter() if use_json else ContextTextFormatter())
+        setattr(out, _TAG, "console")
+        root.addHandler(out)
 
     if otlp and _claim_otel_log_handler():
         handler_class = _otel_handler_class()

@@ -24,9 +24,9 @@ from stackkit import (
     COMPOSE_OVERRIDES,
     FIGURES,
     GRAFANA_SKIP_REASON,
+    IMAGE_VARS,
     IMAGES_ENV,
     ROOT,
-    TOOLS,
     Stack,
     read_env_file,
     wait_until,
@@ -87,34 +87,36 @@ def _docker_ok() -> str | None:
     return None
 
 
-def _image_env() -> dict[str, str]:
-    """Compose variables: images from images.env (environment wins), the probe, a Grafana secret."""
+def image_env() -> dict[str, str]:
+    """Compose's image variables: from images.env, the environment winning."""
     env: dict[str, str] = {}
     if IMAGES_ENV.exists():
-        env.update(read_env_file(IMAGES_ENV))
-    for key in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE"):
+        env.update({k: v for k, v in read_env_file(IMAGES_ENV).items() if k in IMAGE_VARS})
+    for key in IMAGE_VARS:
         if os.environ.get(key):
             env[key] = os.environ[key]
-    env.setdefault("PROBE_BIN", str(TOOLS / "probe"))
     return env
+
+
+def missing_images(env: dict[str, str]) -> str | None:
+    """Why the integration stack cannot start from these images, or None."""
+    missing = [k for k in IMAGE_VARS if k not in env]
+    if missing:
+        return f"{IMAGES_ENV} lacks {missing}: run `make images` (scripts/build-images.sh)"
+    for key in IMAGE_VARS:
+        proc = subprocess.run(["docker", "image", "inspect", env[key]], capture_output=True, check=False)
+        if proc.returncode != 0:
+            return f"image {env[key]} ({key}) is not on this machine: run `make images`"
+    return None
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The stack (collector, Jaeger, Prometheus) up and healthy, with fresh volumes; removed after."""
-    problem = _docker_ok()
+    """The stack (collector, Jaeger, Prometheus, VictoriaLogs) up and healthy, with fresh volumes;
+    removed after."""
+    problem = _docker_ok() or missing_images(env := image_env())
     if problem:
         pytest.skip(problem)
-    env = _image_env()
-    missing = [k for k in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE") if k not in env]
-    if missing:
-        pytest.skip(f"{IMAGES_ENV} lacks {missing}: run `make images` (scripts/build-images.sh)")
-    if not Path(env["PROBE_BIN"]).exists():
-        pytest.skip(f"{env['PROBE_BIN']} missing: run scripts/build-tools.sh probe")
-    for key in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE"):
-        proc = subprocess.run(["docker", "image", "inspect", env[key]], capture_output=True, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"image {env[key]} ({key}) is not on this machine: run `make images`")
 
     secret = tmp_path_factory.mktemp("grafana") / "admin-password"
     secret.write_text("not-used-by-the-integration-tests\n")
@@ -136,17 +138,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         compose.start()
         s.wait_healthy(timeout=120)
-        FIGURES.put(
-            "stack start-up to healthy", f"{time.monotonic() - t0:.1f}s (collector, Jaeger, Prometheus)"
-        )
-        FIGURES.put(
-            "images",
-            ", ".join(f"{k}={env[k]}" for k in ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")),
-        )
+        FIGURES.put("stack start-up to healthy", f"{time.monotonic() - t0:.1f}s ({', '.join(BACKENDS)})")
+        FIGURES.put("images", ", ".join(f"{k}={env[k]}" for k in IMAGE_VARS))
         wait_until(
             lambda: s.get_json(f"{s.prometheus}/api/v1/status/buildinfo"), timeout=60, what="Prometheus API"
         )
         wait_until(lambda: s.get_json(f"{s.jaeger}/api/services") is not None, timeout=60, what="Jaeger API")
+        wait_until(lambda: s.logs("*", limit=1) is not None, timeout=60, what="VictoriaLogs API")
         yield s
     finally:
         try:

@@ -1,4 +1,5 @@
-"""Helpers for the integration tests: the compose stack, polling, and the Jaeger/Prometheus HTTP APIs.
+"""Helpers for the integration tests: the compose stack, polling, and the Jaeger/Prometheus/VictoriaLogs
+HTTP APIs.
 
 Every request goes to a port that compose published on 127.0.0.1; nothing else is ever contacted.
 """
@@ -28,7 +29,19 @@ COMPOSE_OVERRIDES = [
 ]
 TOOLS = Path(os.environ.get("NL2SQL_OBS_TOOLS") or Path.home() / ".cache" / "nl2sql-obs" / "bin")
 IMAGES_ENV = Path(os.environ.get("NL2SQL_OBS_IMAGES_ENV") or TOOLS.parent / "images.env")
-BACKENDS = ("collector", "jaeger", "prometheus")
+BACKENDS = ("collector", "jaeger", "prometheus", "victorialogs")
+# compose variables naming the images the integration stack runs (scripts/build-images.sh writes them)
+IMAGE_VARS = ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE", "VICTORIALOGS_IMAGE", "PROBE_IMAGE")
+# compose variables of the host ports (compose/.env); each stack gets free ones
+PORT_VARS = (
+    "OTLP_GRPC_PORT",
+    "OTLP_HTTP_PORT",
+    "COLLECTOR_HEALTH_PORT",
+    "JAEGER_UI_PORT",
+    "PROMETHEUS_PORT",
+    "VICTORIALOGS_PORT",
+    "GRAFANA_PORT",
+)
 LOCALHOST = "127.0.0.1"
 # the one skip reason CI accepts for an integration test (conftest turns every other skip into a failure)
 GRAFANA_SKIP_REASON = "no Grafana image on this machine"
@@ -113,7 +126,7 @@ FIGURES = Figures()
 
 @dataclass
 class Stack:
-    """One compose project (collector, Jaeger, Prometheus) with its own name, ports and volumes."""
+    """One compose project (the BACKENDS) with its own name, ports and volumes."""
 
     env: dict[str, str]
     project: str = field(default_factory=lambda: f"nl2sqlit{uuid.uuid4().hex[:8]}")
@@ -121,13 +134,7 @@ class Stack:
     session: requests.Session = field(default_factory=requests.Session)
 
     def __post_init__(self) -> None:
-        for name in (
-            "OTLP_GRPC_PORT",
-            "OTLP_HTTP_PORT",
-            "COLLECTOR_HEALTH_PORT",
-            "JAEGER_UI_PORT",
-            "PROMETHEUS_PORT",
-        ):
+        for name in PORT_VARS:
             self.ports[name] = free_port()
         self.env.update({k: str(v) for k, v in self.ports.items()})
         self.env["COMPOSE_PROJECT_NAME"] = self.project
@@ -222,6 +229,10 @@ class Stack:
     def prometheus(self) -> str:
         return f"http://{LOCALHOST}:{self.ports['PROMETHEUS_PORT']}"
 
+    @property
+    def victorialogs(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports['VICTORIALOGS_PORT']}"
+
     # -- Jaeger ------------------------------------------------------------------------------
     def get_json(self, url: str, **params: Any) -> Any:
         resp = self.session.get(url, params=params, timeout=10)
@@ -272,6 +283,24 @@ class Stack:
             f"{self.prometheus}/api/v1/query_exemplars", query=expr, start=f"{start:.3f}", end=f"{end:.3f}"
         )
         return list(body.get("data") or [])
+
+
+    # -- VictoriaLogs -------------------------------------------------------------------------
+    def logs(self, query: str, *, limit: int = 1000, start: str = "1h") -> list[dict[str, str]]:
+        """Log records matching a LogsQL query (newest first), as VictoriaLogs returns them: one JSON
+        object per line, every field a string."""
+        resp = self.session.post(
+            f"{self.victorialogs}/select/logsql/query",
+            data={"query": query, "limit": str(limit), "start": start},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+
+def logsql_quote(value: str) -> str:
+    """A LogsQL string literal (double-quoted, JSON escaping)."""
+    return json.dumps(value)
 
 
 def _to_mib(text: str) -> float:

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from stackkit import GRAFANA_SKIP_REASON, Stack, free_port, wait_until
+from stackkit import GRAFANA_SKIP_REASON, ROOT, Stack, free_port, read_env_file, wait_until
 
-GRAFANA_IMAGE = os.environ.get("GRAFANA_IMAGE", "grafana/grafana:13.2.0")
+GRAFANA_IMAGE = os.environ.get("GRAFANA_IMAGE") or read_env_file(ROOT / "compose" / ".env")["GRAFANA_IMAGE"]
 
 
 def _have_grafana_image() -> bool:
@@ -59,7 +59,7 @@ def test_grafana_provisions_datasources_dashboards_and_alerts(grafana: tuple[str
     ds = s.get(f"{url}/api/datasources", auth=auth, timeout=10)
     assert ds.status_code == 200, ds.text
     uids = {d["uid"] for d in ds.json()}
-    assert {"prometheus", "jaeger"} <= uids
+    assert {"prometheus", "jaeger", "victorialogs"} <= uids
     boards = s.get(f"{url}/api/search", params={"type": "dash-db"}, auth=auth, timeout=10).json()
     assert {"nl2sql-overview"} <= {b["uid"] for b in boards}
     rules = s.get(f"{url}/api/v1/provisioning/alert-rules", auth=auth, timeout=10).json()

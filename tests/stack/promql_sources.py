@@ -175,7 +175,7 @@ def _dashboard_exprs() -> Iterator[Expr]:
 
         for p in panels(d.get("panels", [])):
             for t in p.get("targets", []):
-                if t.get("expr"):
+                if t.get("expr") and (t.get("datasource") or {}).get("type", "prometheus") == "prometheus":
                     yield Expr(f"{f.name} panel {p.get('id')} '{p.get('title')}' {t.get('refId')}", t["expr"])
         for v in d.get("templating", {}).get("list", []):
             q = v.get("query")

@@ -256,6 +256,7 @@ def _local_override(tmp: Path) -> tuple[Path, dict[str, int]]:
         "exporters": {
             "otlp_grpc/jaeger": {"endpoint": "127.0.0.1:9"},
             "otlp_http/prometheus": {"endpoint": "http://127.0.0.1:9"},
+            "otlp_http/victorialogs": {"logs_endpoint": "http://127.0.0.1:9/insert/opentelemetry/v1/logs"},
         },
         "service": {
             "telemetry": {

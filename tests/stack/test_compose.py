@@ -15,12 +15,14 @@ from .conftest import ROOT, TOOLS, assert_ok, load_yaml, missing, run
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
 VENDOR = ROOT / "compose" / "docker-compose.vendor.yml"
 ENV_FILE = ROOT / "compose" / ".env"
+# DESIGN.md "Versions" (the spec the pins in compose/.env must follow)
 DESIGN_TAGS = {
     "COLLECTOR_IMAGE": "otel/opentelemetry-collector-contrib:0.159.0",
     "JAEGER_IMAGE": "jaegertracing/jaeger:2.20.0",
     "PROMETHEUS_IMAGE": "prom/prometheus:v3.14.0",
     "GRAFANA_IMAGE": "grafana/grafana:13.2.0",
 }
+BACKENDS = {"collector", "jaeger", "prometheus", "victorialogs", "grafana"}
 
 
 VENDOR_ENV = {
@@ -47,8 +49,7 @@ def render(*files: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     for f in files:
         cmd += ["-f", str(f)]
     # the repository's defaults, not whatever a developer's shell exports
-    e = {k: v for k, v in os.environ.items() if k not in DESIGN_TAGS and k != "COMPOSE_FILE"}
-    e["PROBE_BIN"] = "/nonexistent/probe"
+    e = {k: v for k, v in os.environ.items() if not k.endswith("_IMAGE") and k != "COMPOSE_FILE"}
     e.update(env or {})
     proc = subprocess.run(
         [*cmd, "config", "--format", "json"], capture_output=True, text=True, env=e, check=False, cwd=ROOT
@@ -72,7 +73,7 @@ def test_vendor_overlay_config() -> None:
     rendered = render(COMPOSE, VENDOR, env=VENDOR_ENV)
     col = rendered["services"]["collector"]
     assert "--config=/etc/otelcol/overlay-vendor.yaml" in col["command"]
-    assert not col.get("depends_on"), "with a vendor backend the collector must not wait for local ones"
+    assert set(col["depends_on"]) == {"probe"}, "with a vendor backend the collector waits for no local one"
 
 
 def test_every_published_port_is_on_loopback() -> None:
@@ -81,7 +82,7 @@ def test_every_published_port_is_on_loopback() -> None:
             assert p.get("host_ip") == "127.0.0.1", f"{name}: {p} is not bound to 127.0.0.1"
 
 
-def test_images_pinned_and_overridable() -> None:
+def test_images_pinned_in_env_only_and_overridable() -> None:
     env_lines = dict(
         line.split("=", 1)
         for line in ENV_FILE.read_text(encoding="utf-8").splitlines()
@@ -91,37 +92,75 @@ def test_images_pinned_and_overridable() -> None:
     for var, tag in DESIGN_TAGS.items():
         assert env_lines.get(var) == tag, f".env {var}"
     for name, svc in raw["services"].items():
-        m = re.fullmatch(r"\$\{(\w+_IMAGE):-([^}]+)\}", svc["image"])
-        assert m, f"{name}: image must be ${{X_IMAGE:-tag}}"
-        assert DESIGN_TAGS[m.group(1)] == m.group(2), name
+        m = re.fullmatch(r"\$\{(\w+_IMAGE)\}", svc["image"])
+        assert m, f"{name}: image must be ${{X_IMAGE}}, its tag in compose/.env only"
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", env_lines[m.group(1)]), f"{m.group(1)}: not an exact tag"
+    for f in (COMPOSE, VENDOR):
+        assert ":-" not in f.read_text(encoding="utf-8"), f"{f.name}: a default outside compose/.env"
     rendered = render(COMPOSE, env={"JAEGER_IMAGE": "local/jaeger:dev"})
     assert rendered["services"]["jaeger"]["image"] == "local/jaeger:dev"
+
+
+def test_no_copy_of_an_image_tag_outside_compose_env() -> None:
+    pairs = (line.split("=", 1) for line in ENV_FILE.read_text(encoding="utf-8").splitlines() if "=" in line)
+    tags = [v for k, v in pairs if k.endswith("_IMAGE") and not k.startswith("#")]
+    places = [
+        *(ROOT / "scripts").glob("*"),
+        ROOT / "Makefile",
+        *(ROOT / "tests" / "integration").glob("*.py"),
+    ]
+    for path in places:
+        text = path.read_text(encoding="utf-8")
+        assert not [t for t in tags if t in text], (
+            f"{path.relative_to(ROOT)} repeats an image tag of compose/.env"
+        )
+
+
+def test_probe_is_built_in_docker_and_shared_by_volume() -> None:
+    """`make up` needs no Go: compose builds the probe image itself; every healthcheck runs it."""
+    services = render(COMPOSE)["services"]
+    probe = services["probe"]
+    assert probe["build"]["context"].endswith("tools/probe")
+    assert (ROOT / "tools" / "probe" / "Dockerfile").is_file()
+    assert probe["command"][:1] == ["-install"]
+    assert any(v["source"] == "probe-bin" and not v.get("read_only") for v in probe["volumes"])
+    for name in BACKENDS:
+        svc = services[name]
+        assert svc["healthcheck"]["test"][:2] == ["CMD", probe["command"][1]], name
+        assert svc["depends_on"]["probe"]["condition"] == "service_completed_successfully", name
+        assert any(v["source"] == "probe-bin" and v.get("read_only") for v in svc["volumes"]), name
+    assert not [
+        v for s in services.values() for v in s["volumes"] if v["type"] == "bind" and "probe" in v["target"]
+    ]
 
 
 def test_health_gated_with_limits_and_volumes() -> None:
     rendered = render(COMPOSE)
     services = rendered["services"]
-    assert set(services) == {"collector", "jaeger", "prometheus", "grafana"}
+    assert set(services) == BACKENDS | {"probe"}
     for name, svc in services.items():
-        test = svc["healthcheck"]["test"]
-        assert test[:2] == ["CMD", "/probe"], f"{name}: healthcheck must use the mounted static probe"
-        assert any(v.get("target") == "/probe" and v.get("read_only") for v in svc["volumes"]), name
         assert svc["deploy"]["resources"]["limits"]["memory"], name
-        for dep, cond in (svc.get("depends_on") or {}).items():
-            assert cond["condition"] == "service_healthy", f"{name} -> {dep}"
         for v in svc["volumes"]:
-            if v["type"] == "bind" and v["target"] != "/probe":
+            if v["type"] == "bind":
                 assert v.get("read_only"), f"{name}: config mount {v['target']} must be read-only"
-    named = {
-        v["source"]: (name, v["target"])
-        for name, s in services.items()
-        for v in s["volumes"]
-        if v["type"] == "volume"
+        if name == "probe":
+            continue
+        assert svc["healthcheck"]["test"][0] == "CMD", name
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            if dep != "probe":
+                assert cond["condition"] == "service_healthy", f"{name} -> {dep}"
+    named = {v["source"] for s in services.values() for v in s["volumes"] if v["type"] == "volume"}
+    assert named == {
+        "probe-bin",
+        "collector-queue",
+        "jaeger-badger",
+        "prometheus-data",
+        "victorialogs-data",
+        "grafana-data",
     }
-    assert set(named) == {"collector-queue", "jaeger-badger", "prometheus-data", "grafana-data"}
-    assert services["collector"]["depends_on"].keys() == {"jaeger", "prometheus"}
+    assert services["collector"]["depends_on"].keys() == {"probe", "jaeger", "prometheus", "victorialogs"}
     # commands carry every argument (local FROM-scratch images have only an ENTRYPOINT)
-    for name in ("collector", "jaeger", "prometheus"):
+    for name in ("collector", "jaeger", "prometheus", "victorialogs"):
         assert services[name]["command"], name
     prom = " ".join(services["prometheus"]["command"])
     for flag in (
@@ -130,6 +169,18 @@ def test_health_gated_with_limits_and_volumes() -> None:
         "--storage.tsdb.retention.time=15d",
     ):
         assert flag in prom
+
+
+def test_log_store_hardened_with_retention_and_a_volume() -> None:
+    vl = render(COMPOSE, env={"VICTORIALOGS_RETENTION": "30d"})["services"]["victorialogs"]
+    assert "-retentionPeriod=30d" in vl["command"], "VICTORIALOGS_RETENTION must reach the flag"
+    assert "-storageDataPath=/victoria-logs-data" in vl["command"]
+    (data,) = [v for v in vl["volumes"] if v["type"] == "volume" and v["source"] == "victorialogs-data"]
+    assert data["target"] == "/victoria-logs-data"
+    assert vl["read_only"] is True
+    assert vl["cap_drop"] == ["ALL"]
+    assert vl["healthcheck"]["test"][-1] == "http://127.0.0.1:9428/health"
+    assert [p["target"] for p in vl["ports"]] == [9428]
 
 
 def test_grafana_has_no_default_password() -> None:

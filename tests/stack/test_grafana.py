@@ -37,7 +37,7 @@ def uids_in(obj: Any) -> set[str]:
 
 
 def test_datasources_have_fixed_uids_and_cross_links() -> None:
-    assert datasource_uids() == {"prometheus", "jaeger"}
+    assert datasource_uids() == {"prometheus", "jaeger", "victorialogs"}
     (f,) = (PROV / "datasources").glob("*.y*ml")
     by_uid = {ds["uid"]: ds for ds in load_yaml(f)["datasources"]}
     dest = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
@@ -45,6 +45,14 @@ def test_datasources_have_fixed_uids_and_cross_links() -> None:
         {"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": dest[0]["urlDisplayLabel"]}
     ]
     assert by_uid["jaeger"]["jsonData"]["tracesToMetrics"]["datasourceUid"] == "prometheus"
+    # trace -> its log lines, and a log line -> its trace (the field the collector stores the id in)
+    to_logs = by_uid["jaeger"]["jsonData"]["tracesToLogsV2"]
+    assert to_logs["datasourceUid"] == "victorialogs"
+    assert to_logs["query"] == 'trace_id:"$${__trace.traceId}"'
+    (derived,) = by_uid["victorialogs"]["jsonData"]["derivedFields"]
+    assert (derived["matcherType"], derived["matcherRegex"]) == ("label", "trace_id")
+    assert derived["datasourceUid"] == "jaeger"
+    assert by_uid["victorialogs"]["type"] == "victoriametrics-logs-datasource"
 
 
 def test_no_ds_placeholders_anywhere() -> None:
@@ -244,3 +252,17 @@ def test_alert_annotations_are_not_escaped_for_env_expansion() -> None:
                 assert "$$" not in text, (r["uid"], key, text)
             for key, text in (r.get("labels") or {}).items():
                 assert "$" not in text, (r["uid"], key, "labels are env-expanded: write $$ for a literal $")
+
+
+def test_datasource_plugins_are_installed_at_start() -> None:
+    """Every datasource type Grafana does not ship is in the plugins compose has it install."""
+    builtin = {"prometheus", "jaeger"}
+    types = {ds["type"] for f in (PROV / "datasources").glob("*.y*ml") for ds in load_yaml(f)["datasources"]}
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / "compose" / ".env").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert types - builtin <= set(env["GRAFANA_PLUGINS"].split(","))
+    compose = load_yaml(ROOT / "compose" / "docker-compose.yml")
+    assert compose["services"]["grafana"]["environment"]["GF_PLUGINS_PREINSTALL_SYNC"] == "${GRAFANA_PLUGINS}"

@@ -187,3 +187,47 @@ def test_dead_collector_costs_nothing(tmp_path):
     assert dead["tokens_by_tenant"] == baseline["tokens_by_tenant"]
     assert "Traceback" not in proc.stderr
     # How long it takes is measured by benchmarks/bench_dead_collector.py, not asserted here.
+
+
+def test_summary_names_only_the_services_that_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.server
+    import threading
+
+    from nl2sql_observability.demo import run as demo_run
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    try:
+        monkeypatch.setattr(demo_run, "JAEGER_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setattr(demo_run, "GRAFANA_URL", closed)
+        monkeypatch.setattr(demo_run, "VICTORIALOGS_URL", closed)
+        summary = {
+            "requests": 1,
+            "elapsed_s": 0.1,
+            "validations": {"passed": 1, "failed": 0},
+            "failures": {},
+            "node_latency_ms": {},
+            "tokens_by_tenant": {},
+            "trace_ids": ["ab" * 16],
+            "failed_trace_ids": [],
+        }
+        text = demo_run.format_summary(summary)
+        assert f"Jaeger        http://127.0.0.1:{server.server_port}/trace/{'ab' * 16}" in text
+        assert "Grafana" not in text
+        assert "VictoriaLogs" not in text
+        monkeypatch.setattr(demo_run, "JAEGER_URL", closed)
+        assert "no stack answers (start it: make up)" in demo_run.format_summary(summary)
+    finally:
+        server.shutdown()
+        server.server_close()

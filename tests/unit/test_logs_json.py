@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from nl2sql_observability.context import UserContext, user_context
@@ -286,3 +287,53 @@ def test_user_opt_out_of_otel_log_handler_is_respected(
     monkeypatch.setenv("OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION", "false")
     configure_logging(stream=io.StringIO())
     assert _otel_handlers() == []
+
+
+def test_otlp_records_carry_the_tenant_context_as_attributes(otel_logs: InMemoryLogRecordExporter) -> None:
+    configure_logging(stream=io.StringIO(), level="INFO")
+    user = UserContext(tenant_id="acme", user_id="u-1", session_id="s-1")
+    with user_context(user), TRACER.start_as_current_span("s"):
+        logging.getLogger("app").warning("sql validation failed")
+    (record,) = [r.log_record for r in otel_logs.get_finished_logs()]
+    assert record.attributes is not None
+    assert {k: record.attributes.get(k) for k in ("tenant_id", "user_id", "session_id")} == {
+        "tenant_id": "acme",
+        "user_id": "u-1",
+        "session_id": "s-1",
+    }
+    assert record.severity_text == "WARN"
+
+
+def test_log_stream_none_keeps_the_console_quiet_and_otlp_going(
+    otel_logs: InMemoryLogRecordExporter, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OBSERVABILITY_LOG_STREAM", "none")
+    configure_logging(level="INFO")
+    logging.getLogger("app").warning("only over OTLP")
+    assert capsys.readouterr() == ("", "")
+    assert [r.log_record.body for r in otel_logs.get_finished_logs()] == ["only over OTLP"]
+
+
+def test_log_stream_file_appends_owner_only_json_lines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "app.log"
+    path.write_text('{"kept": true}\n')
+    path.chmod(0o600)
+    monkeypatch.setenv("OBSERVABILITY_LOG_STREAM", f"file:{path}")
+    configure_logging(json_format=True, level="INFO")
+    logging.getLogger("app").info("to the file")
+    configure_logging(json_format=True, level="INFO")  # replaces (and closes) the file handler
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == {"kept": True}
+    assert lines[1]["message"] == "to the file"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_log_stream_file_in_a_missing_directory_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bad = tmp_path / "no-such-dir" / "app.log"
+    monkeypatch.setenv("OBSERVABILITY_LOG_STREAM", f"file:{bad}")
+    with pytest.raises(LogSettingsError, match=r"OBSERVABILITY_LOG_STREAM='file:.*': cannot open the file"):
+        configure_logging()

@@ -26,6 +26,19 @@ _log = logging.getLogger("nl2sql_observability.demo")
 
 JAEGER_URL = "http://127.0.0.1:16686"
 GRAFANA_URL = "http://127.0.0.1:3000"
+VICTORIALOGS_URL = "http://127.0.0.1:9428"
+
+
+def _answers(url: str) -> bool:
+    """True when a service of the local stack answers at url (0.5 s, never through a proxy)."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=0.5) as resp:
+            return int(resp.status) < 500
+    except Exception:  # down, refused, timed out: not running
+        return False
 
 
 @dataclass(frozen=True)
@@ -229,11 +242,17 @@ def format_summary(summary: dict[str, Any]) -> str:
     for tenant, t in summary["tokens_by_tenant"].items():
         lines.append(f"    {tenant:<14} input {t['input']:>7}   output {t['output']:>7}")
     sample = (summary["failed_trace_ids"] or summary["trace_ids"] or [""])[0]
-    lines += [
-        "  where to look:",
-        f"    Jaeger   {JAEGER_URL}/trace/{sample}   (sample trace id {sample})",
-        f"    Grafana  {GRAFANA_URL}  (dashboards: NL2SQL)",
+    where = [  # printed only for the services that answer
+        (f"{JAEGER_URL}/", f"Jaeger        {JAEGER_URL}/trace/{sample}   (sample trace id {sample})"),
+        (
+            f"{VICTORIALOGS_URL}/health",
+            f"VictoriaLogs  {VICTORIALOGS_URL}/select/vmui/#/?query=trace_id:{sample}   (its log lines)",
+        ),
+        (f"{GRAFANA_URL}/api/health", f"Grafana       {GRAFANA_URL}  (dashboards: NL2SQL)"),
     ]
+    running = [line for url, line in where if _answers(url)]
+    lines.append("  where to look:" if running else "  where to look: no stack answers (start it: make up)")
+    lines += [f"    {line}" for line in running]
     return "\n".join(lines)
 
 
