@@ -284,7 +284,6 @@ class Stack:
         )
         return list(body.get("data") or [])
 
-
     # -- VictoriaLogs -------------------------------------------------------------------------
     def logs(self, query: str, *, limit: int = 1000, start: str = "1h") -> list[dict[str, str]]:
         """Log records matching a LogsQL query (newest first), as VictoriaLogs returns them: one JSON
