@@ -251,6 +251,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         (f"{GRAFANA_URL}/api/health", f"Grafana       {GRAFANA_URL}  (dashboards: NL2SQL)"),
     ]
     running = [line for url, line in where if _answers(url)]
+    lines.append(f"  sample trace id: {sample}")
     lines.append("  where to look:" if running else "  where to look: no stack answers (start it: make up)")
     lines += [f"    {line}" for line in running]
     return "\n".join(lines)
