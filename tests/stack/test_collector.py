@@ -210,7 +210,9 @@ def test_overlay_replaces_every_local_exporter() -> None:
         exporters = overlay["service"]["pipelines"][name]["exporters"]
         assert "otlp_http/vendor" in exporters, name
         assert not {
-            e for e in exporters if e.startswith(("otlp_grpc/jaeger", "otlp_http/prometheus", "debug"))
+            e
+            for e in exporters
+            if e.startswith(("otlp_grpc/jaeger", "otlp_http/prometheus", "otlp_http/victorialogs", "debug"))
         }, name
 
 
