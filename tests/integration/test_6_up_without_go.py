@@ -53,54 +53,30 @@ def bare_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        subprocess.run(
-            [
-                "docker",
-                "compose",
-                "-f",
-                str(COMPOSE_FILE),
-                "-p",
-                env["COMPOSE_PROJECT_NAME"],
-                "down",
-                "--volumes",
-                "--remove-orphans",
-                "--timeout",
-                "10",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        _compose(env, "down", "--volumes", "--remove-orphans", "--timeout", "10")
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """docker compose on the test's own project (never the user's default one)."""
+    project = env["COMPOSE_PROJECT_NAME"]
+    return _run(["docker", "compose", "-f", str(COMPOSE_FILE), "-p", project, *args], env, timeout=300)
 
 
 @pytest.mark.timeout(600)
 def test_make_up_becomes_healthy_without_go(bare_env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        ["make", "--no-print-directory", "up"],
-        env=bare_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=420,
-        check=False,
-    )
+    proc = _run(["make", "--no-print-directory", "up"], bare_env, timeout=420)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     assert "stack is up" in out
     assert "build-tools" not in out, "make up tried to build a tool on the host"
-    project = bare_env["COMPOSE_PROJECT_NAME"]
-    ps = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", project, "ps", "--all", "--format", "json"],
-        env=bare_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    ps = _compose(bare_env, "ps", "--all", "--format", "json")
+    assert ps.returncode == 0, ps.stderr
     rows = [json.loads(line) for line in ps.stdout.splitlines() if line.strip()]
     state = {r["Service"]: (r.get("Health") or r.get("State"), r.get("ExitCode")) for r in rows}
     for service in ("collector", "jaeger", "prometheus", "victorialogs"):
@@ -108,12 +84,11 @@ def test_make_up_becomes_healthy_without_go(bare_env: dict[str, str]) -> None:
     assert state["probe"] == ("exited", 0), state
     # the published ports are ours, on loopback: the user's default stack is not touched
     assert f"127.0.0.1:{bare_env['VICTORIALOGS_PORT']}->9428/tcp" in json.dumps(rows)
-    # no container mounts anything from the host's tool cache
-    ids = [r["ID"] for r in rows]
-    mounts = json.loads(
-        subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
-    )
-    binds = [m["Source"] for c in mounts for m in c["Mounts"] if m["Type"] == "bind"]
-    assert not [b for b in binds if b.startswith(bare_env["NL2SQL_OBS_TOOLS"].rsplit("/", 2)[0])], binds
+    # nothing built on the host is mounted: binds are the repository's configs (and Grafana's secret)
+    inspect = _run(["docker", "inspect", *[r["ID"] for r in rows]], bare_env)
+    binds = [m["Source"] for c in json.loads(inspect.stdout) for m in c["Mounts"] if m["Type"] == "bind"]
+    assert binds
+    allowed = (str(ROOT), bare_env["GRAFANA_ADMIN_PASSWORD_FILE"])
+    assert [b for b in binds if not b.startswith(allowed)] == [], binds
     if "grafana" not in state:
         assert "starting the stack without Grafana" in out
