@@ -1,8 +1,11 @@
-"""`make up` with Docker and make only: no Go on PATH, no host-built tool, every image present.
+"""`make up` with Docker and make only: no Go on PATH, no host-built tool.
 
 It runs the real `make up` (scripts/up.sh) under its own compose project name and free ports, so it
 never touches a stack the user started with the defaults, waits for it to report healthy, and
-removes everything it started (containers, network, volumes) at the end.
+removes everything it started (containers, network, volumes) at the end. First with every image
+present; then with the probe image missing, which compose must build inside Docker from
+tools/probe/Dockerfile, as on a machine with a registry: the registry's Go image is stood in for by
+a local image of this machine's Go toolchain (`GO_IMAGE`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +96,56 @@ def test_make_up_becomes_healthy_without_go(bare_env: dict[str, str]) -> None:
     assert [b for b in binds if not b.startswith(allowed)] == [], binds
     if "grafana" not in state:
         assert "starting the stack without Grafana" in out
+
+
+GO_STAND_IN = "nl2sql-obs/go-stand-in:local"
+
+
+def _go_stand_in() -> str:
+    """A Go image made from this machine's toolchain and a static busybox (the build's /bin/sh)."""
+    if _run(["docker", "image", "inspect", GO_STAND_IN], dict(os.environ)).returncode == 0:
+        return GO_STAND_IN
+    go = shutil.which("go")
+    busybox = Path("/bin/busybox")
+    if not go or not busybox.exists():
+        pytest.skip("the Go stand-in image needs go and busybox-static (scripts/ci-prerequisites.sh)")
+    goroot = Path(go).resolve().parents[1]
+    proc = subprocess.Popen(
+        ["docker", "import", "--change", "ENV PATH=/usr/local/go/bin:/bin", "--change", "ENV HOME=/tmp",
+         "--change", "ENV GOCACHE=/tmp/gocache", "--change", "ENV GOTOOLCHAIN=local", "-", GO_STAND_IN],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
+        tar.add(busybox, "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(link)
+        tmp = tarfile.TarInfo("tmp")
+        tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(tmp)
+        tar.add(goroot, "usr/local/go")
+    proc.stdin.close()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    return GO_STAND_IN
+
+
+@pytest.mark.timeout(600)
+def test_make_up_builds_a_missing_probe_image_inside_docker(bare_env: dict[str, str]) -> None:
+    tag = f"nl2sql-obs/probe:built-by-compose-{os.urandom(4).hex()}"
+    bare_env.update({"PROBE_IMAGE": tag, "GO_IMAGE": _go_stand_in()})
+    try:
+        proc = _run(["make", "--no-print-directory", "up"], bare_env, timeout=420)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-5000:]
+        assert _run(["docker", "image", "inspect", tag], bare_env).returncode == 0, (
+            "compose built no probe image"
+        )
+        ps = _compose(bare_env, "ps", "--all", "--format", "json")
+        health = {r["Service"]: r.get("Health") for r in map(json.loads, ps.stdout.splitlines()) if r}
+        assert {health[s] for s in ("collector", "jaeger", "prometheus", "victorialogs")} == {"healthy"}, (
+            health
+        )
+    finally:
+        _compose(bare_env, "down", "--volumes", "--remove-orphans", "--timeout", "10")
+        _run(["docker", "image", "rm", "-f", tag], bare_env)
