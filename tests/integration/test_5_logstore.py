@@ -14,11 +14,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import yaml
 from demo import DemoRun, demo
 from stackkit import FIGURES, ROOT, Stack, logsql_quote, wait_until
 from test_2_demo import wait_for_traces
 
 OVERVIEW = ROOT / "grafana" / "dashboards" / "nl2sql-overview.json"
+DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
 LOGS_DATASOURCE = "victoriametrics-logs-datasource"
 
 
@@ -30,6 +32,11 @@ def _in_run(run: DemoRun) -> str:
 def _app_lines(run: DemoRun) -> list[dict[str, Any]]:
     """The demo's JSON log lines that went to OTLP too (the SDK's own records stay on the console)."""
     return [r for r in run.log_records() if not str(r.get("logger", "")).startswith("opentelemetry")]
+
+
+def _provisioned(uid: str) -> dict[str, Any]:
+    datasources = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    return dict(next(d for d in datasources if d["uid"] == uid))
 
 
 def _count(stack: Stack, query: str) -> int:
@@ -66,10 +73,15 @@ def test_log_lines_found_by_trace_id(stack: Stack, logs_run: DemoRun) -> None:
         if line.get("trace_id"):
             by_trace.setdefault(line["trace_id"], Counter())[line["message"]] += 1
     assert len(by_trace) >= 10, f"too few traced log lines to check: {len(by_trace)}"
+    # the query Grafana runs for "logs of this trace" (Jaeger datasource -> VictoriaLogs)
+    (derived,) = _provisioned("victorialogs")["jsonData"]["derivedFields"]
+    derived_field = derived["matcherRegex"]
+    link = _provisioned("jaeger")["jsonData"]["tracesToLogsV2"]["query"].replace("$$", "$")
     for trace_id, messages in sorted(by_trace.items())[:10]:
-        rows = stack.logs(f"trace_id:{logsql_quote(trace_id)}")
+        rows = stack.logs(link.replace("${__trace.traceId}", trace_id))
         assert Counter(r["_msg"] for r in rows) == messages, trace_id
         for r in rows:
+            assert r[derived_field] == trace_id, r  # the log -> trace link reads this field
             assert len(r["span_id"]) == 16, r
             assert r["scope.name"], r  # the logger
             assert r["tenant_id"] in {"acme", "globex", "initech"}, r
