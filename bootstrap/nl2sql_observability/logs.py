@@ -22,7 +22,7 @@ from opentelemetry.trace import get_current_span
 from pythonjsonlogger.json import JsonFormatter
 
 from nl2sql_observability import context as _tenant
-from nl2sql_observability.scrubbing import get_scrubber
+from nl2sql_observability.scrubbing import scrub_capped, scrub_value_capped
 from nl2sql_observability.settings import load_settings
 
 __all__ = [
@@ -137,7 +137,7 @@ class ContextJsonFormatter(JsonFormatter):
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        scrub = get_scrubber().scrub
+        scrub = scrub_capped  # capped before scrubbing: a huge message costs bounded time
         log_data["timestamp"] = _rfc3339_ms(record.created)
         log_data["level"] = record.levelname
         log_data["logger"] = record.name
@@ -156,14 +156,13 @@ class ContextJsonFormatter(JsonFormatter):
         attrs = record.__dict__
         if not message_dict and not (attrs.keys() - _RESERVED):
             return  # no extra= fields: the common case
-        scrubber = get_scrubber()
         extras: dict[str, Any] = dict(message_dict)  # logger.info({"k": v}) puts the dict here
         for key, value in attrs.items():
             if key not in _RESERVED and not key.startswith("_"):
                 extras[key] = value
         for key, value in extras.items():
             out_key = f"extra.{key}" if key in _CONTRACT_KEYS else key
-            log_data[out_key] = scrubber.scrub_value(value)
+            log_data[out_key] = scrub_value_capped(value)
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         try:
@@ -192,7 +191,7 @@ class ContextTextFormatter(logging.Formatter):
             (" [" + " ".join(f"{k}={v}" for k, v in fields.items()) + "]") if fields else ""
         )
         try:
-            return get_scrubber().scrub(super().format(record))
+            return scrub_capped(super().format(record))
         finally:
             del record.__dict__["context"]
 
@@ -212,11 +211,10 @@ def _scrubbing_otel_handler_class() -> type[logging.Handler] | None:
             _tenant_fields(context)  # tenant_id, user_id, session_id, node: searchable in the log store
             if context:
                 log_record.attributes = {**context, **(log_record.attributes or {})}
-            scrubber = get_scrubber()
-            log_record.body = scrubber.scrub_value(log_record.body)
+            log_record.body = scrub_value_capped(log_record.body)
             if log_record.attributes:
                 log_record.attributes = {
-                    k: scrubber.scrub_value(v) for k, v in log_record.attributes.items() if k not in _RESERVED
+                    k: scrub_value_capped(v) for k, v in log_record.attributes.items() if k not in _RESERVED
                 }
             return log_record
 

@@ -262,7 +262,7 @@ def test_stream_catches_secrets_across_chunk_boundaries() -> None:
     text = "".join(filler * (i % 7) + block for i in range(30))
     # a long line with no newline, cut at whitespace
     text += ("word " * 5000) + "mail jane@example.com " + ("word " * 5000)
-    out = "".join(scrub_stream(S, io.StringIO(text), batch_chars=1000))
+    out = "".join(scrub_stream(S, io.StringIO(text), window_chars=1000))
     assert "sk-proj-" not in out
     assert "MHcCAQEEIBkg4LVWM9" not in out
     assert "jane@example.com" not in out

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from nl2sql_observability.scrubbing._rules import MARKER_RE, marker
 from nl2sql_observability.scrubbing._scrubber import Scrubber, ScrubConfigError
-from nl2sql_observability.scrubbing._stream import scrub_stream, scrub_stream_lines
+from nl2sql_observability.scrubbing._stream import scrub_stream
 from nl2sql_observability.scrubbing.exporters import ScrubbingSpanExporter, scrub_span
 from nl2sql_observability.scrubbing.settings import ScrubSettings, load_scrubber
 
@@ -24,14 +25,16 @@ __all__ = [
     "ScrubSettings",
     "Scrubber",
     "ScrubbingSpanExporter",
+    "cap_text",
     "get_scrubber",
     "load_scrubber",
     "marker",
     "scrub",
+    "scrub_capped",
     "scrub_span",
     "scrub_stream",
-    "scrub_stream_lines",
     "scrub_value",
+    "scrub_value_capped",
     "set_scrubber",
 ]
 
@@ -71,3 +74,33 @@ def scrub(text: str) -> str:
 def scrub_value(value: Any) -> Any:
     """Scrub every string inside nested dicts/lists/tuples."""
     return get_scrubber().scrub_value(value)
+
+
+# Log and span text longer than this is cut (with a visible marker) before it is scrubbed, so one
+# huge log `extra` field or span attribute costs bounded time in the app's thread.
+MAX_TELEMETRY_CHARS = 32 * 1024
+TRUNCATION_MARKER = "…[TRUNCATED: {n} more chars]"
+
+
+def cap_text(text: str, limit: int = MAX_TELEMETRY_CHARS) -> str:
+    """`text` cut to `limit` characters plus a `…[TRUNCATED: N more chars]` marker when longer."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
+
+
+def scrub_capped(text: str, limit: int = MAX_TELEMETRY_CHARS) -> str:
+    """Cap, then scrub: what log and span text goes through."""
+    return get_scrubber().scrub(cap_text(text, limit)) if isinstance(text, str) else text
+
+
+def scrub_value_capped(value: Any, limit: int = MAX_TELEMETRY_CHARS) -> Any:
+    """`scrub_value` with every string capped first."""
+    if isinstance(value, str):
+        return scrub_capped(value, limit)
+    if isinstance(value, Mapping):
+        return {k: scrub_value_capped(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        scrubbed = [scrub_value_capped(v, limit) for v in value]
+        return tuple(scrubbed) if isinstance(value, tuple) else scrubbed
+    return value

@@ -30,8 +30,9 @@ def marker(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
-# A match callback returns the replacement for the match (the match text itself to keep it).
-Replacer = Callable[["re.Match[str]"], str]
+Allowed = Callable[[str], bool]
+# One replacement: (start, end, new text) in the coordinates of the text the rule ran on.
+Edit = tuple[int, int, str]
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class Rule:
     replacer: Callable[[re.Match[str], Callable[[str], bool]], str] | None = None
     needs_digit: bool = False
     prefilter: Callable[[str], bool] | None = None
-    # Instead of `pattern.sub(replacer)`: a function (text, allowed) -> scrubbed text.
-    apply: Callable[[str, Callable[[str], bool]], str] | None = None
+    # Instead of `pattern.finditer` + `replacer`: a function (text, allowed) -> edits, in order.
+    apply: Callable[[str, Allowed], list[Edit]] | None = None
 
 
 def _whole(kind: str) -> Callable[[re.Match[str], Callable[[str], bool]], str]:
@@ -133,26 +134,57 @@ _CARD_RE = re.compile(
 )
 
 
-def _scrub_cards(text: str, allowed: Callable[[str], bool]) -> str:
-    """Like `sub`, but a rejected candidate (Luhn or prefix) does not consume the text: the search
-    resumes one character later, so `ref 0132 4111 1111 1111 1111` still finds the card."""
-    out: list[str] = []
-    last = pos = 0
+def _scrub_cards(text: str, allowed: Allowed) -> list[Edit]:
+    """Like `finditer`, but a rejected candidate (Luhn or prefix) does not consume the text: the
+    search resumes one character later, so `ref 0132 4111 1111 1111 1111` still finds the card."""
+    edits: list[Edit] = []
+    pos = 0
     repl = marker("payment_card")
     while True:
         m = _CARD_RE.search(text, pos)
         if m is None:
-            break
+            return edits
         if _card(m, allowed) == repl:
-            out.append(text[last : m.start()])
-            out.append(repl)
-            last = pos = m.end()
+            edits.append((m.start(), m.end(), repl))
+            pos = m.end()
         else:
             pos = m.start() + 1
-    if not out:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+
+
+_PEM_LABEL = r"[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+_PEM_BEGIN = re.compile(r"-----BEGIN" + _PEM_LABEL)
+_PEM_END = re.compile(r"-----END" + _PEM_LABEL)
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s\\:-]*")
+_PEM_MAX_BODY = 16384
+
+
+def _scrub_private_keys(text: str, allowed: Allowed) -> list[Edit]:
+    """A BEGIN line up to its END line (when within 16 KB), else up to the end of the base64 body.
+
+    Linear: the next END is searched once and reused for every BEGIN before it, so a text of
+    repeated BEGIN lines costs one scan, not 16 KB per BEGIN (as a lazy `[\\s\\S]{0,16384}?` did)."""
+    edits: list[Edit] = []
+    repl = marker("private_key")
+    pos = 0
+    end: re.Match[str] | None = None
+    no_end_after = len(text) + 1  # no END line starts at or after this position
+    while True:
+        begin = _PEM_BEGIN.search(text, pos)
+        if begin is None:
+            return edits
+        stop = begin.end()
+        if stop < no_end_after and (end is None or end.start() < stop):
+            end = _PEM_END.search(text, stop)
+            if end is None:
+                no_end_after = stop
+        if end is not None and end.start() >= stop and end.start() - stop <= _PEM_MAX_BODY:
+            stop = end.end()
+        else:
+            body = _PEM_BODY.match(text, stop)
+            stop = body.end() if body is not None else stop
+        if not allowed(text[begin.start() : stop]):
+            edits.append((begin.start(), stop, repl))
+        pos = max(stop, begin.start() + 1)
 
 
 # Country code -> IBAN length (ISO 13616 registry, the common ones; unknown countries: 15..34).
@@ -297,11 +329,13 @@ def _keyed(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
 
 
 _KEY_HINTS = ("pass", "pwd", "secret", "token", "key", "credential", "authorization", "cookie", "dsn")
-_SEP_AFTER_HINT = re.compile(r"[a-z0-9_-]{0,30}[\"']?\s*(?:=|:)")
+# A necessary condition for KEYED_RE (so skipping the rule never changes the result, wherever a
+# stream cuts the text): a key word, then `=`/`:` or whitespace and a quote.
+_SEP_AFTER_HINT = re.compile(r"[a-z0-9_-]{0,30}[\"']?(?:\s*(?:=|:)|\s+[\"'])")
 
 
 def _keyed_prefilter(text: str) -> bool:
-    """Cheap check (memchr-speed `find`) that some key word is followed by `=` or `:`."""
+    """Cheap check (memchr-speed `find`) that some key word is followed by a separator."""
     lowered = text.lower()
     for hint in _KEY_HINTS:
         i = lowered.find(hint)
@@ -318,16 +352,7 @@ def _url_credentials(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
 
 def build_rules(*, scrub_ip: bool) -> list[Rule]:
     rules: list[Rule] = [
-        Rule(
-            "private_key",
-            re.compile(
-                r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-                r"(?:[\s\S]{0,16384}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-                r"|[A-Za-z0-9+/=\s\\:-]*)"
-            ),
-            needles=("PRIVATE KEY",),
-            replacer=_whole("private_key"),
-        ),
+        Rule("private_key", _PEM_BEGIN, needles=("PRIVATE KEY",), apply=_scrub_private_keys),
         # scheme://user:password@host  (also DSNs: postgresql://, mysql+pymysql://, redis://, amqp://)
         Rule(
             "url_credentials",

@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from nl2sql_observability.scrubbing._rules import KIND_RE, MARKER_PREFIX, MARKER_RE, Rule, build_rules, marker
+from nl2sql_observability.scrubbing._edits import Edit, Region, apply_edits, compose
+from nl2sql_observability.scrubbing._rules import (
+    KIND_RE,
+    MARKER_PREFIX,
+    MARKER_RE,
+    Allowed,
+    Rule,
+    build_rules,
+    marker,
+)
+from nl2sql_observability.scrubbing._timed import PatternError, TimedPattern
 
 _log = logging.getLogger("nl2sql_observability.scrubbing")
 
 _DIGIT = re.compile(r"\d")
 # A scrubbed value: the fail-closed result when a rule itself fails on some input.
 SCRUB_ERROR = marker("scrub_error")
-# Above this size the fixpoint iteration is skipped (the single pass is already idempotent in practice).
-_MAX_FIXPOINT_LEN = 1 << 20
 _CACHE_MAX_LEN = 256
+# Values an allow-list entry must not all match: one that does would keep every secret.
+_ALLOW_PROBES = (
+    "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0",
+    "hunter2",
+    "jane.doe@example.com",
+    "4111 1111 1111 1111",
+    "AKIAIOSFODNN7EXAMPLE",
+    "203.0.113.5",
+)
 
 
 class ScrubConfigError(ValueError):
@@ -28,8 +46,10 @@ class Scrubber:
     """Replaces secrets and personal data in text with `[REDACTED:kind]`.
 
     `extra_patterns`: kind -> regex (or a plain list of regexes, kind `custom`); if a pattern has a
-    group named `secret`, only that group is redacted. `allow`: regexes; a detected value that fully
-    matches one of them is kept. `scrub_ip`: redact IPv4/IPv6 addresses (loopback kept).
+    group named `secret`, only that group is redacted. Extra patterns run with a time bound; one that
+    exceeds it is disabled (reported once, naming it) and the text it was running on is redacted
+    whole. `allow`: regexes; a detected value that fully matches one of them is kept (an entry that
+    matches any value is refused). `scrub_ip`: redact IPv4/IPv6 addresses (loopback kept).
     """
 
     def __init__(
@@ -47,16 +67,27 @@ class Scrubber:
             if isinstance(extra_patterns, Mapping)
             else [("custom", p) for p in extra_patterns]
         )
-        self._extra: list[tuple[str, re.Pattern[str]]] = []
+        self._extra: list[tuple[str, TimedPattern]] = []
         for kind, source in items:
             if not KIND_RE.match(kind):
                 raise ScrubConfigError(
                     f"{setting_names[0]}: kind {kind!r} must match {KIND_RE.pattern}"
                     " (it becomes [REDACTED:kind])"
                 )
-            self._extra.append((kind, _compile(source, setting_names[0])))
+            _check_source(source, setting_names[0])
+            try:
+                self._extra.append((kind, TimedPattern(source)))
+            except PatternError as exc:
+                raise ScrubConfigError(f"{setting_names[0]}: {source!r} {exc}") from None
+        self._extra_lock = threading.Lock()
         self._allow = [_compile(p, setting_names[1]) for p in allow]
-        self._allowed: Callable[[str], bool] = self._is_allowed if self._allow else _never
+        for source, pattern in zip(allow, self._allow, strict=True):
+            if all(pattern.fullmatch(probe) for probe in _ALLOW_PROBES):
+                raise ScrubConfigError(
+                    f"{setting_names[1]}: {source!r} matches any value, so nothing would be redacted;"
+                    " list only the exact values to keep, e.g. test@example\\.com"
+                )
+        self._allowed: Allowed = self._is_allowed if self._allow else _never
         self._cached = lru_cache(maxsize=8192)(self._scrub_uncached)
 
     def _is_allowed(self, value: str) -> bool:
@@ -71,22 +102,33 @@ class Scrubber:
         return self._scrub_uncached(text)
 
     def _scrub_uncached(self, text: str) -> str:
+        return self.scrub_regions(text)[0]
+
+    def scrub_regions(self, text: str) -> tuple[str, list[Region]]:
+        """The scrubbed text and the regions of `text` that were replaced (see `_edits`).
+
+        Passes repeat until one changes nothing (a fixed point), so the result is idempotent by
+        construction. Every pass replaces unredacted text by shorter or equal-length markers that no
+        rule matches again, so the repetition ends; the bound below is only a guard (fail closed)."""
+        regions: list[Region] = []
         try:
-            out = self._one_pass(text)
-            if out is not text and out != text and len(out) <= _MAX_FIXPOINT_LEN:
-                for _ in range(3):
-                    again = self._one_pass(out)
-                    if again == out:
-                        break
-                    out = again
-            return out
+            for _ in range(len(text) + 2):
+                edits = self._one_pass(text)
+                if not edits:
+                    return text, regions
+                regions = compose(regions, edits)
+                text = apply_edits(text, edits)
         except Exception:  # never raise into a log call or an exporter; fail closed
             _log.debug("scrubber failed on a value of %d chars; replaced it", len(text), exc_info=True)
-            return SCRUB_ERROR
+        return SCRUB_ERROR, [(0, len(SCRUB_ERROR), 0, len(text))]
 
-    def _one_pass(self, text: str) -> str:
+    def _one_pass(self, text: str) -> list[Edit]:
+        """All edits of one pass over `text`: each rule runs on the previous rule's output, and the
+        edits of the whole pass are returned in `text` coordinates."""
         if not text:
-            return text
+            return []
+        regions: list[Region] = []
+        original = text
         has_digit: bool | None = None
         lowered: str | None = None
         allowed = self._allowed
@@ -105,36 +147,47 @@ class Scrubber:
                     has_digit = _DIGIT.search(text) is not None
                 if not has_digit:
                     continue
-            if rule.apply is not None:
-                new = rule.apply(text, allowed)
-            else:
-                replacer = rule.replacer
-                assert replacer is not None
-                new = rule.pattern.sub(lambda m, r=replacer: r(m, allowed), text)  # type: ignore[misc]
-            if new != text:
-                text = new
+            edits = rule.apply(text, allowed) if rule.apply is not None else _rule_edits(rule, text, allowed)
+            if edits:
+                regions = compose(regions, edits)
+                text = apply_edits(text, edits)
                 lowered = None
-        for kind, pattern in self._extra:
-            text = self._apply_extra(kind, pattern, text)
-        return text
+        for kind, pattern in list(self._extra):
+            edits = self._extra_edits(kind, pattern, text)
+            if edits:
+                regions = compose(regions, edits)
+                text = apply_edits(text, edits)
+        # One pass as a single set of edits on its input: each region becomes one edit.
+        return [(ins, ine, text[cs:ce]) for cs, ce, ins, ine in regions] if regions else _same(original, text)
 
-    def _apply_extra(self, kind: str, pattern: re.Pattern[str], text: str) -> str:
+    def _extra_edits(self, kind: str, pattern: TimedPattern, text: str) -> list[Edit]:
         protected = [m.span() for m in MARKER_RE.finditer(text)] if MARKER_PREFIX in text else []
         repl = marker(kind)
-        has_secret_group = "secret" in pattern.groupindex
+        edits: list[Edit] = []
+        try:
+            for _, _, start, end in pattern.spans(text):
+                if start == end or any(s < end and start < e for s, e in protected):
+                    continue
+                if self._allowed(text[start:end]):
+                    continue
+                edits.append((start, end, repl))
+        except TimeoutError:
+            self._disable(kind, pattern, len(text))
+            return [(0, len(text), SCRUB_ERROR)] if text != SCRUB_ERROR else []
+        return edits
 
-        def replace(m: re.Match[str]) -> str:
-            start, end = m.span("secret") if has_secret_group else m.span()
-            if start == end or any(s < end and start < e for s, e in protected):
-                return m.group(0)
-            value = text[start:end]
-            if self._allowed(value):
-                return m.group(0)
-            base = m.start()
-            whole = m.group(0)
-            return whole[: start - base] + repl + whole[end - base :]
-
-        return pattern.sub(replace, text)
+    def _disable(self, kind: str, pattern: TimedPattern, size: int) -> None:
+        with self._extra_lock:
+            if (kind, pattern) not in self._extra:
+                return
+            self._extra = [item for item in self._extra if item != (kind, pattern)]
+        _log.error(
+            "scrubbing pattern %s=%r disabled: it ran longer than its time bound on a text of %d chars"
+            " (that text was redacted whole); fix it in OBSERVABILITY_SCRUB_EXTRA_PATTERNS",
+            kind,
+            pattern.source,
+            size,
+        )
 
     def scrub_value(self, value: Any) -> Any:
         """Scrub strings inside dicts, lists and tuples (for JSON documents and attribute values)."""
@@ -147,19 +200,45 @@ class Scrubber:
             return tuple(scrubbed) if isinstance(value, tuple) else scrubbed
         return value
 
-    def scrub_lines(self, lines: Iterable[str]) -> Iterable[str]:
-        from nl2sql_observability.scrubbing._stream import scrub_stream_lines
 
-        return scrub_stream_lines(self, lines)
+def _same(original: str, text: str) -> list[Edit]:
+    return [] if text == original else [(0, len(original), text)]
+
+
+def _rule_edits(rule: Rule, text: str, allowed: Allowed) -> list[Edit]:
+    replacer = rule.replacer
+    assert replacer is not None
+    edits: list[Edit] = []
+    for m in rule.pattern.finditer(text):
+        new = replacer(m, allowed)
+        whole = m.group(0)
+        if new == whole:
+            continue
+        # Narrow the edit to the part that changed (e.g. the value of key=value): cuts may fall
+        # anywhere outside it.
+        start, end = m.span()
+        head = 0
+        limit = min(len(new), len(whole))
+        while head < limit and new[head] == whole[head]:
+            head += 1
+        tail = 0
+        while tail < limit - head and new[-1 - tail] == whole[-1 - tail]:
+            tail += 1
+        edits.append((start + head, end - tail, new[head : len(new) - tail]))
+    return edits
 
 
 def _never(_value: str) -> bool:
     return False
 
 
-def _compile(source: str, setting: str) -> re.Pattern[str]:
+def _check_source(source: object, setting: str) -> None:
     if not isinstance(source, str) or not source:
         raise ScrubConfigError(f"{setting}: {source!r} is not a non-empty regular expression")
+
+
+def _compile(source: str, setting: str) -> re.Pattern[str]:
+    _check_source(source, setting)
     try:
         return re.compile(source)
     except re.error as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -124,9 +124,9 @@ class ScrubbingSpanExporter(SpanExporter):
         if self._scrub is not None:
             scrub = self._scrub
         else:
-            from nl2sql_observability.scrubbing import get_scrubber
+            from nl2sql_observability.scrubbing import scrub_capped
 
-            scrub = get_scrubber().scrub
+            scrub = scrub_capped  # capped first: one huge attribute costs bounded time
         return self._inner.export([scrub_span(span, scrub) for span in spans])
 
     def shutdown(self) -> None:
@@ -134,7 +134,3 @@ class ScrubbingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._inner.force_flush(timeout_millis)
-
-
-def scrub_mapping(values: Mapping[str, Any], scrub: Callable[[str], str]) -> dict[str, Any]:
-    return {k: _scrub_attr_value(v, scrub) for k, v in values.items()}
