@@ -85,7 +85,7 @@ class JsonlFileSink:
 
     def _open(self) -> None:
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._pid = os.getpid()
@@ -275,6 +275,22 @@ def _reorder(event: AuditEvent) -> AuditEvent:
     return {k: event.get(k) for k in FIELDS}
 
 
+def _make_owner_only(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite gives its -wal and -shm files the
+    database file's mode), and tighten the files of a database created before this was done."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            extra = path.with_name(path.name + suffix)
+            if extra.stat().st_mode & 0o077:
+                extra.chmod(0o600)
+
+
 class SqliteSink:
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         self.path = Path(path)
@@ -287,7 +303,8 @@ class SqliteSink:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_owner_only(self.path)
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         else:
             if not self.path.exists():

@@ -30,7 +30,9 @@ def _number(convert: Callable[[str], N], low: N, high: N | None, allowed: str) -
 
 
 _positive_int = _number(int, 1, None, "an integer, 1 or more")
-_non_negative_int = _number(int, 0, None, "an integer, 0 or more")
+# The demo builds its request list up front; more than this is not a demo (and would exhaust memory).
+MAX_REQUESTS = 1_000_000
+_requests = _number(int, 0, MAX_REQUESTS, f"an integer from 0 to {MAX_REQUESTS:,}")
 _fraction = _number(float, 0.0, 1.0, "0.0 to 1.0")
 _scale = _number(float, 0.0, None, "a finite number, 0 or more")
 
@@ -61,7 +63,7 @@ def register(subparsers: Any) -> None:
             "plain `nl2sql-obs demo` configures telemetry itself (OBSERVABILITY_EXPORTER, default otlp)."
         ),
     )
-    parser.add_argument("--requests", type=_non_negative_int, default=20, help="generated questions (20)")
+    parser.add_argument("--requests", type=_requests, default=20, help="generated questions (20)")
     parser.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (4)")
     parser.add_argument(
         "--tenants",
@@ -79,7 +81,16 @@ def register(subparsers: Any) -> None:
         default=1.0,
         help="multiplies the simulated LLM latencies (1.0; 0 = instant)",
     )
-    parser.add_argument("--db", type=Path, default=None, help="sample SQLite database (created on first run)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="sample SQLite database (created on first run; an existing file that is not the demo"
+        " database is never overwritten without --force)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="let --db replace a file that is not the demo database"
+    )
     parser.add_argument(
         "--question",
         action="append",
@@ -111,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.requests + len(args.question) == 0:
         sys.stderr.write("nl2sql-obs demo: nothing to do (--requests 0 and no --question)\n")
         return 2
+    problem = _check_paths(args)
+    if problem:
+        sys.stderr.write(f"nl2sql-obs demo: error: {problem}\n")
+        return 2
     opts = DemoOptions(
         requests=args.requests,
         concurrency=args.concurrency,
@@ -127,7 +142,31 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"nl2sql-observability: {exc}\n")
         return 2
-    if args.summary_json is not None:
-        write_summary_json(summary, args.summary_json)
     print(format_summary(summary))
+    if args.summary_json is not None:
+        try:
+            write_summary_json(summary, args.summary_json)
+        except OSError as exc:  # checked up front; the file system may still change during the run
+            sys.stderr.write(
+                f"nl2sql-obs demo: error: cannot write --summary-json {args.summary_json}: {exc}\n"
+            )
+            return 2
     return 0
+
+
+def _check_paths(args: argparse.Namespace) -> str | None:
+    """Refuse, before running, a --db or --summary-json that cannot be used (no traceback later)."""
+    from nl2sql_observability.demo.db import check_db_path
+
+    if args.db is not None:
+        problem = check_db_path(args.db, force=args.force)
+        if problem:
+            return problem
+    if args.summary_json is not None:
+        target: Path = args.summary_json
+        if target.is_dir():
+            return f"--summary-json {target} is a directory; give a file name, e.g. {target / 'summary.json'}"
+        parent = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            return f"--summary-json {target}: {parent} is not a directory"
+    return None

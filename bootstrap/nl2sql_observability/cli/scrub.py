@@ -11,7 +11,9 @@ from typing import Any
 
 DESCRIPTION = """\
 Read text from stdin (or FILEs), write it to stdout with secrets and personal data replaced by
-[REDACTED:kind]. Streams in bounded memory; bytes that are not UTF-8 pass through unchanged.
+[REDACTED:kind]. Streams in bounded memory with the same result as scrubbing the whole input at
+once (a secret lying across a read boundary is still replaced); bytes that are not UTF-8 pass
+through unchanged.
 Honours OBSERVABILITY_SCRUB_IP, OBSERVABILITY_SCRUB_EXTRA_PATTERNS and OBSERVABILITY_SCRUB_ALLOW.
 """
 

@@ -12,7 +12,15 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "default_db_path", "ensure_database", "schema_columns"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "DatabaseError",
+    "check_db_path",
+    "default_db_path",
+    "ensure_database",
+    "schema_columns",
+]
 
 SCHEMA_VERSION = "1"
 
@@ -66,6 +74,45 @@ def default_db_path() -> Path:
 
 def schema_columns() -> dict[str, dict[str, str]]:
     return {table: dict(cols) for table, cols in SCHEMA.items()}
+
+
+class DatabaseError(ValueError):
+    """The demo database path cannot be used; the message says why and what to do."""
+
+
+def is_demo_database(path: Path) -> bool:
+    """True if `path` is a SQLite file written by this module (any schema version)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                return False
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return row is not None and set(SCHEMA) <= tables
+
+
+def check_db_path(path: Path, *, force: bool = False) -> str | None:
+    """Why `path` cannot hold the demo database (None if it can): a directory, a parent that is a
+    file, or an existing file that is not the demo database (unless `force`)."""
+    if path.is_dir():
+        return f"--db {path} is a directory; give a file name, e.g. {path / 'demo.sqlite3'}"
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"--db {path}: {parent} is not a directory"
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        return f"--db {path}: cannot create files in {parent} (permission denied)"
+    if path.exists() and not force and not is_demo_database(path):
+        return (
+            f"--db {path} exists and is not the demo database; refusing to overwrite it"
+            " (choose another path, or add --force to replace it)"
+        )
+    return None
 
 
 def _is_current(path: Path) -> bool:
@@ -124,7 +171,8 @@ def ensure_database(path: Path | None = None) -> Path:
     target = Path(path) if path is not None else default_db_path()
     if target.exists() and _is_current(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkstemp creates the file owner-only (0600); os.replace keeps that mode.
     fd, tmp_name = tempfile.mkstemp(prefix=".demo-", suffix=".sqlite3", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
