@@ -475,7 +475,8 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         ),
         Rule(
             "iban",
-            re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+            # Ends at a word boundary or where the next IBAN begins (IBANs glued back to back).
+            re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?:\b|(?=[A-Z]{2}\d{2}))"),
             needs_digit=True,
             replacer=_iban,
         ),

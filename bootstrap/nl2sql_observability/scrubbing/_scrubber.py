@@ -32,7 +32,7 @@ _ALLOW_PROBES = (
     "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0",
     "hunter2",
     "jane.doe@example.com",
-    "4111 1111 1111 1111",
+    "4111111111111111",
     "AKIAIOSFODNN7EXAMPLE",
     "203.0.113.5",
 )
