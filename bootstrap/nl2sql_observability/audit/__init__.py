@@ -47,9 +47,16 @@ _log = logging.getLogger("nl2sql_observability.audit")
 def open_sink(settings: AuditSettings) -> AuditSink:
     path = settings.resolved_path()
     if settings.sink == "sqlite":
-        return SqliteSink(path, fsync=settings.fsync)
+        return SqliteSink(
+            path, fsync=settings.fsync, retention=settings.retention, max_disk_bytes=settings.max_disk_bytes
+        )
     return JsonlFileSink(
-        path, max_bytes=settings.max_bytes, backup_count=settings.backup_count, fsync=settings.fsync
+        path,
+        max_bytes=settings.max_bytes,
+        backup_count=settings.backup_count,
+        retention=settings.retention,
+        max_disk_bytes=settings.max_disk_bytes,
+        fsync=settings.fsync,
     )
 
 

@@ -124,6 +124,33 @@ class CorruptEventError(ValueError):
     pass
 
 
+def _as_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _as_count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def normalize_event(event: AuditEvent) -> AuditEvent:
+    """An event as printers expect it, whatever a damaged or hand-edited store holds: text fields
+    are text (bytes decoded with U+FFFD), `tokens` is {input, output, total} of integers or None."""
+    out: AuditEvent = {}
+    for key, value in event.items():
+        if key == "tokens":
+            tokens = value if isinstance(value, dict) else {}
+            out[key] = {k: _as_count(tokens.get(k)) for k in ("input", "output", "total")}
+        elif key in ("schema_version", "latency_ms"):
+            out[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        else:
+            out[key] = _as_text(value) if not isinstance(value, (dict, list)) else json.dumps(value)
+    return out
+
+
 def decode_line(line: bytes | str) -> AuditEvent:
     try:
         event = json.loads(line)
@@ -145,25 +172,46 @@ class FilterError(ValueError):
     pass
 
 
+_WHEN_HELP = (
+    "expected a duration ago such as 30m, 24h, 7d, 2w or an ISO 8601 time such as 2026-11-23 or"
+    " 2026-11-23T14:00:00Z"
+)
+
+
 def parse_when(value: str, *, name: str, now: datetime | None = None) -> str:
     """`24h`, `30m`, `7d`, `2w`, `90s` (ago) or an ISO 8601 date/time (UTC if no offset) -> timestamp text."""
     now = now or datetime.now(timezone.utc)
+    if not value.strip():
+        raise FilterError(f"{name} {value!r} is empty: {_WHEN_HELP}")
     m = _DURATION.match(value)
     if m:
-        return format_timestamp(now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()]))
+        try:
+            return format_timestamp(now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()]))
+        except (OverflowError, ValueError):
+            raise FilterError(f"{name} {value!r} reaches before the year 1; use a shorter duration") from None
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise FilterError(
-            f"{name} {value!r}: expected a duration ago such as 30m, 24h, 7d, 2w or an ISO 8601 time "
-            "such as 2026-11-23 or 2026-11-23T14:00:00Z"
-        ) from None
+        raise FilterError(f"{name} {value!r}: {_WHEN_HELP}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return format_timestamp(when)
+    try:
+        return format_timestamp(when)
+    except (OverflowError, ValueError):
+        raise FilterError(
+            f"{name} {value!r} is out of range: use a time between the years 1 and 9999"
+        ) from None
+
+
+def shift_timestamp(timestamp: str, delta: timedelta) -> str:
+    """Timestamp text moved by `delta` (unchanged if it cannot be parsed or leaves the calendar)."""
+    try:
+        return format_timestamp(datetime.fromisoformat(timestamp.replace("Z", "+00:00")) + delta)
+    except (OverflowError, ValueError):
+        return timestamp
 
 
 def normalize_trace_id(value: str) -> str:

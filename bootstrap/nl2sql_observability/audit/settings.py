@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 ENV_PREFIX = "OBSERVABILITY_AUDIT_"
@@ -23,6 +25,24 @@ def default_dir() -> Path:
     return Path(base) / "nl2sql-observability" / "audit"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_RETENTION_DAYS = 36500
+
+
+def parse_retention(value: object) -> timedelta:
+    """`30d`, `24h`, `90m`, `2w`, `3600s` or a number of seconds -> timedelta (1 s to 100 years)."""
+    if isinstance(value, timedelta):
+        return value
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError("expected a duration such as 30d, 24h, 90m, 2w or 3600s")
+    seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+    if not 1 <= seconds <= _MAX_RETENTION_DAYS * 86400:
+        raise ValueError(f"expected a duration from 1s to {_MAX_RETENTION_DAYS}d")
+    return timedelta(seconds=seconds)
+
+
 class AuditSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
 
@@ -34,9 +54,39 @@ class AuditSettings(BaseSettings):
     max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=0, description="Rotate the file above this size; 0: never."
     )
-    backup_count: int = Field(default=5, ge=1, le=1000, description="Rotated files kept: events.log.1 … .N.")
+    backup_count: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="At most this many rotated files (events.log.1 … .N); default: as many as"
+        " retention and the disk cap allow.",
+    )
+    retention: timedelta = Field(
+        default=timedelta(days=30),
+        description="Events older than this are deleted (30d, 24h, 90m, 2w, 3600s; both sinks).",
+    )
+    max_disk_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description="Disk cap for all files of the log; above it the oldest events are deleted early"
+        " (logged and counted in nl2sql.audit.evicted_events). 0: no cap.",
+    )
     text_max_chars: int = Field(default=16384, ge=64, description="Cap on each text field, after scrubbing.")
     fsync: bool = Field(default=False, description="fsync after every event (survives power loss; slower).")
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> timedelta:
+        return parse_retention(value)
+
+    @model_validator(mode="after")
+    def _cap_holds_a_file(self) -> AuditSettings:
+        if self.max_disk_bytes and self.max_bytes and self.max_disk_bytes < 2 * self.max_bytes:
+            raise ValueError(
+                f"OBSERVABILITY_AUDIT_MAX_DISK_BYTES={self.max_disk_bytes} must be 0 (no cap) or at least"
+                f" twice OBSERVABILITY_AUDIT_MAX_BYTES={self.max_bytes}"
+            )
+        return self
 
     def resolved_path(self) -> Path:
         if self.path is not None:
@@ -51,8 +101,12 @@ def load_audit_settings() -> AuditSettings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(f"{ENV_PREFIX}{field.upper()}={err.get('input')!r}: {err['msg']}")
+            if not err["loc"]:  # a check across settings: the message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{field.upper()}={err.get('input')!r}: {msg}")
         raise AuditConfigError("; ".join(problems)) from None
     except SettingsError as exc:
         raise AuditConfigError(f"{ENV_PREFIX}*: {exc}") from None

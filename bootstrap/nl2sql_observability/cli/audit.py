@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +103,25 @@ def _open(args: argparse.Namespace) -> tuple[Any, Path]:
     else:
         assert settings is not None
         path = settings.model_copy(update={"sink": sink_kind}).resolved_path()
-    if sink_kind == "sqlite":
-        return SqliteSink(path), path
-    backup_count = settings.backup_count if settings is not None else None
-    return JsonlFileSink(path, backup_count=backup_count or 1000), path
+    if path.is_dir():
+        raise _CliError(
+            f"--path {path} is a directory; give the log file (events.log) or database (events.db)"
+        )
+    # A reader never writes: rotated files are found by listing, whatever backup count wrote them.
+    return (SqliteSink(path) if sink_kind == "sqlite" else JsonlFileSink(path)), path
 
 
-def _query(args: argparse.Namespace, filters: Any) -> list[dict[str, Any]]:
+def _read(
+    args: argparse.Namespace, read: Callable[[Any, list[str]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     import sqlite3
 
     from nl2sql_observability.audit.sinks import CorruptLogError
 
     sink, path = _open(args)
+    problems: list[str] = []
     try:
-        events = list(sink.query(filters))
+        events = read(sink, problems)
     except FileNotFoundError:
         raise _CliError(
             f"no audit log at {path} (set OBSERVABILITY_AUDIT_PATH / OBSERVABILITY_AUDIT_SINK"
@@ -128,7 +135,10 @@ def _query(args: argparse.Namespace, filters: Any) -> list[dict[str, Any]]:
         raise _CliError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
         sink.close()
-    events.sort(key=lambda e: (str(e.get("timestamp", "")), str(e.get("event_id", ""))))
+    for problem in problems[:5]:
+        print(f"nl2sql-obs audit: warning: {problem}", file=sys.stderr)
+    if len(problems) > 5:
+        print(f"nl2sql-obs audit: warning: … and {len(problems) - 5} more such lines", file=sys.stderr)
     return events
 
 
@@ -156,11 +166,23 @@ def _summary(event: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _print_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) -> None:
+def _print_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) -> int:
+    """Print the events; a closed pipe (`| head`) ends the output quietly."""
+    try:
+        _write_events(events, as_json=as_json, full=full)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
+
+
+def _write_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) -> None:
     out = sys.stdout
     for i, event in enumerate(events):
         if as_json:
-            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            out.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
             continue
         if full and i:
             out.write("\n")
@@ -186,22 +208,22 @@ def run_show(args: argparse.Namespace) -> int:
 
     try:
         filters = Filters(trace_id=normalize_trace_id(args.trace_id))
-        events = _query(args, filters)
+        events = _read(args, lambda sink, problems: list(sink.query(filters, problems)))
     except (FilterError, _CliError) as exc:
         return _fail(exc)
+    events.sort(key=lambda e: (str(e.get("timestamp", "")), str(e.get("event_id", ""))))
     if not events:
         print(f"nl2sql-obs audit: no audit events for trace {filters.trace_id}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    _print_events(events, as_json=args.json, full=True)
-    return 0
+    return _print_events(events, as_json=args.json, full=True)
 
 
 def run_search(args: argparse.Namespace) -> int:
     from nl2sql_observability.audit.events import FilterError, Filters, normalize_trace_id, parse_when
 
     try:
-        since = parse_when(args.since, name="--since") if args.since else None
-        until = parse_when(args.until, name="--until") if args.until else None
+        since = parse_when(args.since, name="--since") if args.since is not None else None
+        until = parse_when(args.until, name="--until") if args.until is not None else None
         if since and until and since > until:
             raise FilterError(f"--since {args.since!r} is after --until {args.until!r}")
         filters = Filters(
@@ -213,12 +235,10 @@ def run_search(args: argparse.Namespace) -> int:
             status=args.status,
             limit=args.limit,
         )
-        events = _query(args, filters)
+        events = _read(args, lambda sink, problems: sink.search(filters, args.limit, problems))
     except (FilterError, _CliError) as exc:
         return _fail(exc)
-    events = events[-args.limit :]
     if not events:
         print("nl2sql-obs audit: no matching audit events", file=sys.stderr)
         return EXIT_NOT_FOUND
-    _print_events(events, as_json=args.json, full=False)
-    return 0
+    return _print_events(events, as_json=args.json, full=False)

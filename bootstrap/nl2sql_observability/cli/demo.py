@@ -32,7 +32,14 @@ def _number(convert: Callable[[str], N], low: N, high: N | None, allowed: str) -
 _positive_int = _number(int, 1, None, "an integer, 1 or more")
 # The demo builds its request list up front; more than this is not a demo (and would exhaust memory).
 MAX_REQUESTS = 1_000_000
-_requests = _number(int, 0, MAX_REQUESTS, f"an integer from 0 to {MAX_REQUESTS:,}")
+_non_negative_int = _number(int, 0, None, "an integer, 0 or more")
+
+
+def _requests(value: str) -> int:
+    number = _non_negative_int(value)
+    if number > MAX_REQUESTS:
+        raise argparse.ArgumentTypeError(f"{value!r} is too many (allowed: 0 to {MAX_REQUESTS:,})")
+    return number
 _fraction = _number(float, 0.0, 1.0, "0.0 to 1.0")
 _scale = _number(float, 0.0, None, "a finite number, 0 or more")
 
