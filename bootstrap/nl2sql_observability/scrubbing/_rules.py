@@ -346,8 +346,50 @@ def _keyed_prefilter(text: str) -> bool:
     return False
 
 
+# A password given in a sentence: "my password is hunter2", "pwd Tr0ub4dor&3", "the password for the
+# db is 'x y z'". The value must look like a password (a digit, a symbol or inner upper case) unless
+# it is quoted, so prose such as "password is incorrect" or "password reset" is kept.
+_NL_SEP = (
+    r"(?:[ \t]+(?i:is|was|will[ \t]+be|now|set[ \t]+to|changed[ \t]+to)[ \t]+"
+    r"|[ \t]*(?:=|:|->)[ \t]*|[ \t]+)"
+)
+NL_PASSWORD_RE = re.compile(
+    r"(?<![A-Za-z0-9_])(?i:pass(?:word|phrase|code|wd)|pwd|pw)(?![A-Za-z0-9_])"
+    r"(?:[ \t]+(?i:for|of|on|to)[ \t]+[^\s,;:=]{1,40}?(?:[ \t]+[^\s,;:=]{1,40}?)??)?"
+    + _NL_SEP
+    + r"(?:(?P<q>[\"'`])(?P<quoted>(?!\[REDACTED:)[^\"'`\n]{1,128})(?P=q)"
+    r"|(?P<bare>(?!\[REDACTED:)[^\s\"'`,;]{3,127}[^\s\"'`,;.!?)\]]))"
+)
+_PASSWORD_SYMBOL = re.compile(r"[\d\W_]|[a-z][A-Z]")
+
+
+def _nl_password(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
+    if m.group("quoted") is not None:
+        return _group("password", "quoted")(m, allowed)
+    value = m.group("bare")
+    if value is None or not _PASSWORD_SYMBOL.search(value) or value.startswith(("http://", "https://")):
+        return m.group(0)
+    return _group("password", "bare")(m, allowed)
+
+
 def _url_credentials(m: re.Match[str], allowed: Callable[[str], bool]) -> str:
     return _group("password", "password")(m, allowed)
+
+
+_AWS_PREFIXES = (
+    "AKIA",
+    "ASIA",
+    "ABIA",
+    "ACCA",
+    "AGPA",
+    "AIDA",
+    "AIPA",
+    "ANPA",
+    "ANVA",
+    "AROA",
+    "APKA",
+    "ASCA",
+)
 
 
 def build_rules(*, scrub_ip: bool) -> list[Rule]:
@@ -382,9 +424,36 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         ),
         Rule(
             "aws_access_key",
-            re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z2-7]{16}\b"),
-            needles=("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA"),
+            # Any upper-case letter or digit in the 16-character suffix (not only base32's A-Z2-7).
+            re.compile(r"\b(?:A3T[A-Z0-9]|" + "|".join(_AWS_PREFIXES) + r")[A-Z0-9]{16}\b"),
+            needles=("A3T", *_AWS_PREFIXES),
             replacer=_whole("aws_access_key"),
+        ),
+        Rule(
+            "azure_client_secret",
+            re.compile(
+                r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])"
+            ),
+            needles=("Q~",),
+            replacer=_whole("azure_client_secret"),
+        ),
+        Rule(
+            "azure_sas_signature",
+            re.compile(r"[?&]sig=(?P<value>(?!\[REDACTED:)[A-Za-z0-9%+/=]{20,})"),
+            needles=("sig=",),
+            replacer=_group("azure_sas_signature", "value"),
+        ),
+        Rule(
+            "digitalocean_token",
+            re.compile(r"\bdo[por]_v1_[a-f0-9]{64}\b"),
+            needles=("_v1_",),
+            replacer=_whole("digitalocean_token"),
+        ),
+        Rule(
+            "alibaba_access_key",
+            re.compile(r"\bLTAI[A-Za-z0-9]{12,20}\b"),
+            needles=("LTAI",),
+            replacer=_whole("alibaba_access_key"),
         ),
         Rule(
             "github_token",
@@ -463,6 +532,12 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
             KEYED_RE,
             prefilter=_keyed_prefilter,
             replacer=_keyed,
+        ),
+        Rule(
+            "password",
+            NL_PASSWORD_RE,
+            needles_lower=("pass", "pw"),
+            replacer=_nl_password,
         ),
         Rule(
             "email",
