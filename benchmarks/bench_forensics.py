@@ -1,21 +1,30 @@
-"""Forensics benchmarks: scrubber throughput, span-exporter overhead, audit sinks, JSON log formatting.
+"""Forensics benchmarks: scrubber throughput, span-exporter overhead, audit sinks, JSON log formatting,
+the scrub CLI against the in-memory scrubber, and an hour of audit writing with retention.
 
 Run: `.venv/bin/python benchmarks/bench_forensics.py` (or `make bench`). Prints one figure per line.
-Numbers depend on the machine; the ratios (JSON vs text logs, clean vs dirty spans) travel better.
+Numbers depend on the machine; the ratios (JSON vs text logs, clean vs dirty spans, CLI vs in-memory)
+travel better. `BENCH_SCRUB_MB` (default 64) sets the scrub CLI's input size (the issue asks for
+1024: about 10 minutes per pass on a 2-core machine); `BENCH_RETENTION_SECONDS` (default 3600) the
+simulated time of the retention run; `BENCH_ONLY=scrub_cli,retention` runs only those parts.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import random
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from nl2sql_observability.audit import AuditLog, AuditSettings
-from nl2sql_observability.audit.events import build_event
+from nl2sql_observability.audit.events import build_event, format_timestamp
 from nl2sql_observability.logs import ContextJsonFormatter
 from nl2sql_observability.scrubbing import Scrubber, ScrubbingSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -207,9 +216,185 @@ def bench_logs() -> None:
     print(f"log lines: JSON/text cost ratio {rate_text / rate_json:.2f}x")
 
 
+def _run_measured(args: list[str], **kwargs: object) -> tuple[int, float, float]:
+    """Run a command; return (exit status, seconds, peak RSS in MB) of that process alone."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, **kwargs)  # type: ignore[call-overload]
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, elapsed, usage.ru_maxrss / 1024
+
+
+CLI = [sys.executable, "-c", "import sys; from nl2sql_observability.cli import main; sys.exit(main())"]
+
+
+def bench_scrub_cli() -> None:
+    """`nl2sql-obs scrub` (streaming, windows with overlap) vs `Scrubber.scrub` on the whole text."""
+    size_mb = int(os.environ.get("BENCH_SCRUB_MB", "64"))
+    rng = random.Random(11)
+    line_templates = [
+        '{{"timestamp":"2026-11-24T08:{m:02d}:{s:02d}.123Z","level":"INFO","logger":"app.sql",'
+        '"message":"node generate_sql done in {ms} ms","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",'
+        '"tenant.id":"acme","rows":{rows}}}',
+        "2026-11-24T08:{m:02d}:{s:02d}.456Z INFO app.http GET /api/query?page={rows} 200 {ms}ms",
+        '{{"level":"WARNING","message":"slow query SELECT name, total FROM orders WHERE id = {rows}"}}',
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "app.log"
+        written = 0
+        with open(src, "w", encoding="utf-8") as out:
+            block = []
+            while written < size_mb * 1024 * 1024:
+                line = rng.choice(line_templates).format(
+                    m=rng.randrange(60),
+                    s=rng.randrange(60),
+                    ms=rng.randrange(2000),
+                    rows=rng.randrange(10**6),
+                )
+                if rng.random() < 0.01:
+                    line += " " + rng.choice(DIRT)
+                block.append(line + "\n")
+                written += len(block[-1])
+                if len(block) >= 10000:
+                    out.write("".join(block))
+                    block = []
+            out.write("".join(block))
+        megabytes = src.stat().st_size / 1024 / 1024
+        status, cli_seconds, cli_rss = _run_measured(
+            [*CLI, "scrub", str(src)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        assert status == 0, "nl2sql-obs scrub failed"
+        text = src.read_text(encoding="utf-8")
+        start = time.perf_counter()
+        Scrubber().scrub(text)
+        mem_seconds = time.perf_counter() - start
+    print(
+        f"scrub CLI, {megabytes:.0f} MB of log lines, 1% with secrets: {megabytes / cli_seconds:.2f} MB/s"
+        f" (process start included, peak RSS {cli_rss:.0f} MB) vs in-memory scrubber"
+        f" {megabytes / mem_seconds:.2f} MB/s: CLI/in-memory time ratio {cli_seconds / mem_seconds:.2f}x"
+    )
+
+
+RETENTION_WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timedelta, timezone
+    from pathlib import Path
+    from nl2sql_observability.audit.events import build_event, format_timestamp
+    from nl2sql_observability.audit.sinks import JsonlFileSink, SqliteSink
+
+    kind, path, writer, writers, rate, seconds, end_epoch = sys.argv[1:8]
+    writer, writers, rate, seconds = int(writer), int(writers), float(rate), float(seconds)
+    end = datetime.fromtimestamp(float(end_epoch), tz=timezone.utc)
+    now = [end - timedelta(seconds=seconds)]
+    clock = lambda: now[0]
+    retention = timedelta(days=1)
+    sink = (SqliteSink(Path(path), retention=retention, max_disk_bytes=int(sys.argv[9]), clock=clock)
+            if kind == "sqlite" else
+            JsonlFileSink(Path(path), retention=retention, max_disk_bytes=int(sys.argv[9]), clock=clock))
+    prompts = sys.stdin.read().split("\\x00")
+    start = end - timedelta(seconds=seconds)
+    i = writer
+    while True:
+        now[0] = start + timedelta(seconds=i / rate)  # the simulated clock of this event
+        if now[0] >= end:
+            break
+        sink.write(build_event(
+            model="gpt-4o-mini", prompt_text=prompts[i % len(prompts)] + f" #{i}", response_text="SELECT 1",
+            input_tokens=2000, output_tokens=20, latency_ms=800.0, status="ok", node="generate_sql",
+            tenant_id="acme", trace_id=f"{i + 1:032x}", timestamp=format_timestamp(now[0]),
+        ))
+        i += writers
+    sink.close()
+    """
+)
+
+
+def bench_retention() -> None:
+    """20 events/s with 8 KB prompts from 4 writer processes for a simulated hour, retention 1 day."""
+    seconds = float(os.environ.get("BENCH_RETENTION_SECONDS", "3600"))
+    rate, writers, cap = 20.0, 4, 1024**3
+    rng = random.Random(5)
+    prompts = "\x00".join(_prompt(rng, 8192, rng.random() < 0.3) for _ in range(64))
+    for kind in ("file", "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / ("events.db" if kind == "sqlite" else "events.log")
+            end = datetime.now(timezone.utc)
+            needle_trace = "feed" * 8
+            setup = AuditLog(AuditSettings(sink=kind, path=path, retention=timedelta(days=1)))  # type: ignore[arg-type]
+            assert setup.sink is not None
+            for label, age in (("expired", timedelta(hours=25)), ("needle", timedelta(hours=23, minutes=59))):
+                setup.sink.write(
+                    build_event(
+                        model="m",
+                        prompt_text=f"{label} prompt",
+                        response_text="r",
+                        input_tokens=1,
+                        output_tokens=1,
+                        latency_ms=1.0,
+                        status="error",
+                        trace_id=needle_trace if label == "needle" else "dead" * 8,
+                        timestamp=format_timestamp(end - age),
+                    )
+                )
+            setup.close()
+            start = time.perf_counter()
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", RETENTION_WRITER, kind, str(path), str(w), str(writers), str(rate),
+                     str(seconds), str(end.timestamp()), "-", str(cap)],
+                    stdin=subprocess.PIPE,
+                    text=True,
+                )
+                for w in range(writers)
+            ]  # fmt: skip
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write(prompts)
+                proc.stdin.close()
+            for proc in procs:
+                assert proc.wait() == 0, "a writer failed"
+            write_seconds = time.perf_counter() - start
+            disk = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.is_file())
+            events = int(seconds * rate)
+            source = ["--sink", kind, "--path", str(path)]
+            show = _run_measured(
+                [*CLI, "audit", "show", "--trace-id", needle_trace, *source],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            expired = subprocess.run(
+                [*CLI, "audit", "show", "--trace-id", "dead" * 8, *source], capture_output=True, check=False
+            ).returncode
+            search = _run_measured(
+                [*CLI, "audit", "search", "--since", "24h", "--limit", "50", *source],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            print(
+                f"audit {kind}: {events} events (8 KB prompts) from {writers} processes over a simulated"
+                f" {seconds / 3600:.2f} h in {write_seconds:.0f} s ({events / write_seconds:.0f} events/s);"
+                f" disk {disk / 1024 / 1024:.0f} MB (cap {cap / 1024 / 1024:.0f} MB)"
+            )
+            print(
+                f"audit {kind}: event from 23h59m earlier {'FOUND' if show[0] == 0 else 'MISSING'} by"
+                f" `audit show` ({show[1]:.2f} s, peak RSS {show[2]:.0f} MB); event from 25h earlier"
+                f" {'deleted' if expired == 1 else 'STILL THERE'}; `audit search --since 24h --limit 50`:"
+                f" {search[1]:.2f} s, peak RSS {search[2]:.0f} MB (exit {search[0]})"
+            )
+
+
 if __name__ == "__main__":
     logging.getLogger("nl2sql_observability").setLevel(logging.CRITICAL)
-    bench_scrubber()
-    bench_span_exporter()
-    bench_audit()
-    bench_logs()
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+    for name, bench in (
+        ("scrubber", bench_scrubber),
+        ("span_exporter", bench_span_exporter),
+        ("audit", bench_audit),
+        ("logs", bench_logs),
+        ("scrub_cli", bench_scrub_cli),
+        ("retention", bench_retention),
+    ):
+        if not only or name in only:
+            bench()
