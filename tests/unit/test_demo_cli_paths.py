@@ -88,3 +88,12 @@ def test_an_absurd_request_count_is_refused(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert "--requests" in err
     assert "1,000,000" in err
+
+
+def test_files_the_demo_creates_are_owner_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "demo.sqlite3"
+    summary = tmp_path / "out" / "summary.json"
+    assert cli_main(_demo("--db", str(db), "--summary-json", str(summary))) == 0
+    assert "requests" in capsys.readouterr().out.lower()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(summary.stat().st_mode) == 0o600

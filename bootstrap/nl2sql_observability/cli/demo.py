@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,8 @@ def _requests(value: str) -> int:
     if number > MAX_REQUESTS:
         raise argparse.ArgumentTypeError(f"{value!r} is too many (allowed: 0 to {MAX_REQUESTS:,})")
     return number
+
+
 _fraction = _number(float, 0.0, 1.0, "0.0 to 1.0")
 _scale = _number(float, 0.0, None, "a finite number, 0 or more")
 
@@ -151,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     print(format_summary(summary))
     if args.summary_json is not None:
+        old_umask = os.umask(0o077)  # owner-only, like every file the CLI creates
         try:
             write_summary_json(summary, args.summary_json)
         except OSError as exc:  # checked up front; the file system may still change during the run
@@ -158,6 +162,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"nl2sql-obs demo: error: cannot write --summary-json {args.summary_json}: {exc}\n"
             )
             return 2
+        finally:
+            os.umask(old_umask)
     return 0
 
 
