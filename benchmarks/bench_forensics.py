@@ -216,17 +216,29 @@ def bench_logs() -> None:
     print(f"log lines: JSON/text cost ratio {rate_text / rate_json:.2f}x")
 
 
+# The CLI, reporting its own peak RSS (VmHWM: this process image only; `ru_maxrss` would include the
+# parent's pages inherited at fork) to the file named by BENCH_RSS_FILE.
+CLI = [
+    sys.executable,
+    "-c",
+    "import atexit, os, re, sys\n"
+    "def report():\n"
+    "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "    open(os.environ['BENCH_RSS_FILE'], 'w').write(hwm)\n"
+    "if os.environ.get('BENCH_RSS_FILE'): atexit.register(report)\n"
+    "from nl2sql_observability.cli import main\n"
+    "sys.exit(main())",
+]
+
+
 def _run_measured(args: list[str], **kwargs: object) -> tuple[int, float, float]:
-    """Run a command; return (exit status, seconds, peak RSS in MB) of that process alone."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, **kwargs)  # type: ignore[call-overload]
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, elapsed, usage.ru_maxrss / 1024
-
-
-CLI = [sys.executable, "-c", "import sys; from nl2sql_observability.cli import main; sys.exit(main())"]
+    """Run the CLI; return (exit status, seconds, peak RSS in MB) of that process alone."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        start = time.perf_counter()
+        proc = subprocess.run(args, env={**os.environ, "BENCH_RSS_FILE": rss.name}, check=False, **kwargs)  # type: ignore[call-overload]
+        elapsed = time.perf_counter() - start
+        peak_kb = int(rss.read() or 0)
+    return proc.returncode, elapsed, peak_kb / 1024
 
 
 def bench_scrub_cli() -> None:
