@@ -340,3 +340,33 @@ def test_retention_settings_are_checked_at_start_up(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigurationError) as exc:
         check_all_settings()
     assert "OBSERVABILITY_AUDIT_MAX_DISK_BYTES=1000 must be 0 (no cap) or at least twice" in str(exc.value)
+
+
+def test_a_retention_backlog_is_worked_off_over_several_writes(tmp_path: Path) -> None:
+    from nl2sql_observability.audit.sinks import DELETE_BATCH, MAX_BATCHES_PER_CHECK
+
+    path = tmp_path / "events.db"
+    clock = _Clock(datetime(2026, 11, 1, tzinfo=timezone.utc))
+    sink = SqliteSink(path, retention=timedelta(days=1), clock=clock)
+    sink.write(_event(timestamp=format_timestamp(clock.now)))
+    backlog = DELETE_BATCH * MAX_BATCHES_PER_CHECK * 2 + 7
+    conn = sqlite3.connect(path)
+    old = format_timestamp(clock.now - timedelta(days=2))
+    conn.executemany(
+        "INSERT INTO audit_events (schema_version, event_id, timestamp) VALUES (1, ?, ?)",
+        [(f"old-{i}", old) for i in range(backlog)],
+    )
+    conn.commit()
+
+    def old_rows() -> int:
+        row = conn.execute("SELECT count(*) FROM audit_events WHERE timestamp = ?", (old,)).fetchone()
+        return int(row[0])
+
+    clock.now += timedelta(hours=1)  # the next write checks retention
+    sink.write(_event(timestamp=format_timestamp(clock.now)))
+    assert old_rows() == backlog - DELETE_BATCH * MAX_BATCHES_PER_CHECK  # bounded work per write
+    for _ in range(3):
+        sink.write(_event(timestamp=format_timestamp(clock.now)))
+    assert old_rows() == 0
+    conn.close()
+    sink.close()

@@ -485,8 +485,10 @@ CREATE INDEX IF NOT EXISTS audit_events_timestamp ON audit_events (timestamp);
 CREATE INDEX IF NOT EXISTS audit_events_tenant_timestamp ON audit_events (tenant_id, timestamp);
 """
 _INSERT = f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
-# Retention deletes in batches this small so a writer never holds the write lock for long.
+# Retention deletes in batches this small so a writer never holds the write lock for long, and at
+# most this many batches per write.
 DELETE_BATCH = 500
+MAX_BATCHES_PER_CHECK = 10
 _DELETE_OLDER = (
     "DELETE FROM audit_events WHERE rowid IN"
     " (SELECT rowid FROM audit_events WHERE timestamp < ? ORDER BY timestamp LIMIT ?)"
@@ -590,11 +592,13 @@ class SqliteSink:
         """Delete events older than the retention, then the oldest while above the disk cap, in
         small batches (each its own short transaction; the indexes stay)."""
         oldest_allowed = cutoff(now, self.retention)
-        while conn.execute(_DELETE_OLDER, (oldest_allowed, DELETE_BATCH)).rowcount >= DELETE_BATCH:
-            pass
+        budget = MAX_BATCHES_PER_CHECK  # a backlog is worked off over several writes, never in one
+        while budget and conn.execute(_DELETE_OLDER, (oldest_allowed, DELETE_BATCH)).rowcount >= DELETE_BATCH:
+            budget -= 1
         if self.max_disk_bytes:
             evicted = 0
-            while self._used_bytes(conn) > self.max_disk_bytes:
+            while budget and self._used_bytes(conn) > self.max_disk_bytes:
+                budget -= 1
                 deleted = conn.execute(_DELETE_OLDEST, (DELETE_BATCH,)).rowcount
                 if deleted <= 0:
                     break
@@ -609,6 +613,8 @@ class SqliteSink:
                     reason=f"OBSERVABILITY_AUDIT_MAX_DISK_BYTES={self.max_disk_bytes}",
                 )
         conn.execute("PRAGMA incremental_vacuum")
+        if not budget:
+            self._next_check = now  # more to do: continue at the next write
 
     @staticmethod
     def _used_bytes(conn: sqlite3.Connection) -> int:
