@@ -3,13 +3,18 @@ request counts are refused up front with one message (exit 2), files it creates 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from nl2sql_observability.cli import main as cli_main
 from nl2sql_observability.demo.db import check_db_path, ensure_database
+
+CLI = "import sys; from nl2sql_observability.cli import main; sys.exit(main())"
 
 
 @pytest.fixture(autouse=True)
@@ -90,10 +95,18 @@ def test_an_absurd_request_count_is_refused(capsys: pytest.CaptureFixture[str]) 
     assert "1,000,000" in err
 
 
-def test_files_the_demo_creates_are_owner_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_files_the_demo_creates_are_owner_only(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
     summary = tmp_path / "out" / "summary.json"
-    assert cli_main(_demo("--db", str(db), "--summary-json", str(summary))) == 0
-    assert "requests" in capsys.readouterr().out.lower()
+    # In a subprocess: a full demo run configures logging and telemetry for its whole process.
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI, *_demo("--db", str(db), "--summary-json", str(summary))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OBSERVABILITY_EXPORTER": "none"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(summary.stat().st_mode) == 0o600

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nl2sql_observability.scrubbing import Scrubber, scrub_stream
@@ -77,6 +78,18 @@ def test_small_windows_give_the_in_memory_result() -> None:
         assert out.count(filler) == text.count(filler)
 
 
+@pytest.mark.parametrize("secret_index", range(len(SECRETS)))
+def test_a_secret_at_every_offset_across_the_window_limit(secret_index: int) -> None:
+    secret = SECRETS[secret_index]
+    window, overlap = 2048, 1024  # the overlap covers these short secrets' reach
+    for j in range(len(secret) + 2):
+        head = ('{"k":"v",' * 400)[: window - 1 - j]  # no line end: the cut must fall inside the line
+        text = head + " " + secret + ", " + '{"k":"v",' * 300
+        out = _stream(text, window_chars=window, overlap_chars=overlap)
+        assert out == S.scrub(text), (secret, j)
+        assert CORES[secret_index] not in out, (secret, j)
+
+
 def test_a_huge_run_without_any_cut_point_is_still_streamed() -> None:
     text = "a" * 300_000 + " key " + API_KEY + "\n" + "b" * 10
     out = _stream(text, window_chars=4096, max_pending_chars=65536)
@@ -129,7 +142,7 @@ def _documents(draw: st.DrawFn) -> tuple[str, list[int]]:
 
 
 @settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 @given(_documents())
 def test_property_stream_equals_in_memory(doc: tuple[str, list[int]]) -> None:

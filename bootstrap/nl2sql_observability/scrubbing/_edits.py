@@ -28,28 +28,39 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
 
 def compose(regions: Sequence[Region], edits: Sequence[Edit]) -> list[Region]:
     """Regions after applying `edits` (sorted, disjoint, in the coordinates of the text `regions`
-    map to) on top of `regions`."""
+    map to) on top of `regions`.
+
+    Regions and edits that overlap (transitively) become one region. Outside regions, current and
+    input positions differ by a constant (`delta`), which is what maps a cluster's ends back."""
     out: list[Region] = []
-    i = 0
-    n = len(regions)
-    shift = 0  # new coordinate - current coordinate, after the edits handled so far
-    delta = 0  # input coordinate - current coordinate, after the regions passed so far
-    for start, end, new in edits:
-        while i < n and regions[i][1] <= start:
+    i = j = 0
+    n, m = len(regions), len(edits)
+    shift = 0  # new coordinate - current coordinate, after the clusters handled so far
+    delta = 0  # input coordinate - current coordinate, after the regions handled so far
+    while j < m:
+        start, end, _ = edits[j]
+        while i < n and regions[i][1] <= start and not regions[i][0] < start < regions[i][1]:
             cs, ce, ins, ine = regions[i]
             out.append((cs + shift, ce + shift, ins, ine))
             delta = ine - ce
             i += 1
-        in_start = start + delta
-        in_end = end + delta
-        while i < n and regions[i][0] < end:
-            cs, ce, ins, ine = regions[i]
-            in_start = min(in_start, ins)
-            delta = ine - ce
-            in_end = max(end + delta, ine)
-            i += 1
-        out.append((start + shift, start + shift + len(new), in_start, in_end))
-        shift += len(new) - (end - start)
+        lo, hi, grow, in_lo = start, end, 0, start + delta
+        while True:  # absorb every region and edit that overlaps the cluster
+            if i < n and regions[i][0] < max(hi, lo + 1) and regions[i][1] > lo:
+                lo = min(lo, regions[i][0])
+                in_lo = min(in_lo, regions[i][2])
+                hi = max(hi, regions[i][1])
+                delta = regions[i][3] - regions[i][1]
+                i += 1
+            elif j < m and (edits[j][0] < hi or edits[j][0] == lo):
+                e_start, e_end, new = edits[j]
+                hi = max(hi, e_end)
+                grow += len(new) - (e_end - e_start)
+                j += 1
+            else:
+                break
+        out.append((lo + shift, hi + shift + grow, in_lo, hi + delta))
+        shift += grow
     for cs, ce, ins, ine in regions[i:]:
         out.append((cs + shift, ce + shift, ins, ine))
     return out

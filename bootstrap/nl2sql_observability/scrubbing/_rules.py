@@ -182,8 +182,8 @@ def _scrub_private_keys(text: str, allowed: Allowed) -> list[Edit]:
         else:
             body = _PEM_BODY.match(text, stop)
             stop = body.end() if body is not None else stop
-        if not allowed(text[begin.start() : stop]):
-            edits.append((begin.start(), stop, repl))
+        whole = text[begin.start() : stop]
+        edits.append((begin.start(), stop, whole if allowed(whole) else repl))
         pos = max(stop, begin.start() + 1)
 
 

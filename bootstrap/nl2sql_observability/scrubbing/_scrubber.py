@@ -114,10 +114,11 @@ class Scrubber:
         try:
             for _ in range(len(text) + 2):
                 edits = self._one_pass(text)
-                if not edits:
-                    return text, regions
                 regions = compose(regions, edits)
-                text = apply_edits(text, edits)
+                new = apply_edits(text, edits) if _changes(text, edits) else text
+                if new == text:
+                    return text, regions
+                text = new
         except Exception:  # never raise into a log call or an exporter; fail closed
             _log.debug("scrubber failed on a value of %d chars; replaced it", len(text), exc_info=True)
         return SCRUB_ERROR, [(0, len(SCRUB_ERROR), 0, len(text))]
@@ -150,13 +151,15 @@ class Scrubber:
             edits = rule.apply(text, allowed) if rule.apply is not None else _rule_edits(rule, text, allowed)
             if edits:
                 regions = compose(regions, edits)
-                text = apply_edits(text, edits)
-                lowered = None
+                if _changes(text, edits):
+                    text = apply_edits(text, edits)
+                    lowered = None
         for kind, pattern in list(self._extra):
             edits = self._extra_edits(kind, pattern, text)
             if edits:
                 regions = compose(regions, edits)
-                text = apply_edits(text, edits)
+                if _changes(text, edits):
+                    text = apply_edits(text, edits)
         # One pass as a single set of edits on its input: each region becomes one edit.
         return [(ins, ine, text[cs:ce]) for cs, ce, ins, ine in regions] if regions else _same(original, text)
 
@@ -165,12 +168,16 @@ class Scrubber:
         repl = marker(kind)
         edits: list[Edit] = []
         try:
-            for _, _, start, end in pattern.spans(text):
-                if start == end or any(s < end and start < e for s, e in protected):
-                    continue
-                if self._allowed(text[start:end]):
-                    continue
-                edits.append((start, end, repl))
+            for m_start, m_end, start, end in pattern.spans(text):
+                whole = text[m_start:m_end]  # kept matches too: see `_rule_edits`
+                if (
+                    start == end
+                    or any(s < end and start < e for s, e in protected)
+                    or self._allowed(text[start:end])
+                ):
+                    edits.append((m_start, m_end, whole))
+                else:
+                    edits.append((m_start, m_end, text[m_start:start] + repl + text[end:m_end]))
         except TimeoutError:
             self._disable(kind, pattern, len(text))
             return [(0, len(text), SCRUB_ERROR)] if text != SCRUB_ERROR else []
@@ -205,27 +212,18 @@ def _same(original: str, text: str) -> list[Edit]:
     return [] if text == original else [(0, len(original), text)]
 
 
+def _changes(text: str, edits: list[Edit]) -> bool:
+    """Whether `edits` change `text` (an edit may keep its match: see `_rule_edits`)."""
+    return any(new != text[start:end] for start, end, new in edits)
+
+
 def _rule_edits(rule: Rule, text: str, allowed: Allowed) -> list[Edit]:
+    """One edit per match, spanning the whole match, also for a match that is kept (an identity
+    edit): the stream scrubber never cuts inside any match, because the match consumed that text and
+    the search resumed after it."""
     replacer = rule.replacer
     assert replacer is not None
-    edits: list[Edit] = []
-    for m in rule.pattern.finditer(text):
-        new = replacer(m, allowed)
-        whole = m.group(0)
-        if new == whole:
-            continue
-        # Narrow the edit to the part that changed (e.g. the value of key=value): cuts may fall
-        # anywhere outside it.
-        start, end = m.span()
-        head = 0
-        limit = min(len(new), len(whole))
-        while head < limit and new[head] == whole[head]:
-            head += 1
-        tail = 0
-        while tail < limit - head and new[-1 - tail] == whole[-1 - tail]:
-            tail += 1
-        edits.append((start + head, end - tail, new[head : len(new) - tail]))
-    return edits
+    return [(m.start(), m.end(), replacer(m, allowed)) for m in rule.pattern.finditer(text)]
 
 
 def _never(_value: str) -> bool:
