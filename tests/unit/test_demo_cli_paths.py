@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from nl2sql_observability.cli import main as cli_main
+from nl2sql_observability.cli.demo import MAX_REQUESTS
 from nl2sql_observability.demo.db import check_db_path, ensure_database
 
 CLI = "import sys; from nl2sql_observability.cli import main; sys.exit(main())"
@@ -92,7 +93,7 @@ def test_an_absurd_request_count_is_refused(capsys: pytest.CaptureFixture[str]) 
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--requests" in err
-    assert "1,000,000" in err
+    assert f"0 to {MAX_REQUESTS:,}" in err
 
 
 def test_files_the_demo_creates_are_owner_only(tmp_path: Path) -> None:

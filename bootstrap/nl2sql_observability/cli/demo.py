@@ -31,8 +31,8 @@ def _number(convert: Callable[[str], N], low: N, high: N | None, allowed: str) -
 
 
 _positive_int = _number(int, 1, None, "an integer, 1 or more")
-# The demo builds its request list up front; more than this is not a demo (and would exhaust memory).
-MAX_REQUESTS = 1_000_000
+# The demo builds its request list up front; more than this is not a demo (and costs memory).
+MAX_REQUESTS = 100_000
 _non_negative_int = _number(int, 0, None, "an integer, 0 or more")
 
 
@@ -73,7 +73,9 @@ def register(subparsers: Any) -> None:
             "plain `nl2sql-obs demo` configures telemetry itself (OBSERVABILITY_EXPORTER, default otlp)."
         ),
     )
-    parser.add_argument("--requests", type=_requests, default=20, help="generated questions (20)")
+    parser.add_argument(
+        "--requests", type=_requests, default=20, help=f"generated questions (20; at most {MAX_REQUESTS:,})"
+    )
     parser.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (4)")
     parser.add_argument(
         "--tenants",
