@@ -17,10 +17,11 @@ What it sets up:
 - Logs: a global LoggerProvider (batch processor + OTLP exporter when logs go to `otlp`), then
   `nl2sql_observability.logs.configure_logging()`.
 Exporters are chosen by `OBSERVABILITY_EXPORTER` (default `otlp`, see `settings`), per signal by
-`OTEL_<SIGNAL>_EXPORTER`. OTLP endpoint, headers, protocol, timeout and the batch/reader intervals
-come from the standard `OTEL_*` variables, which always win; without
-`OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT` the export timeout is `OBSERVABILITY_EXPORT_TIMEOUT` (5 s)
-so that an unreachable collector never blocks exit for long.
+`OTEL_<SIGNAL>_EXPORTER` (a list, e.g. `console,otlp`). Network exporters are wrapped by
+`exporthealth`: a dead collector is one log line when it goes down and one when it is back.
+OTLP endpoint, headers, protocol, timeout and the batch/reader intervals come from the standard
+`OTEL_*` variables, which always win; without `OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT` the export
+timeout is `OBSERVABILITY_EXPORT_TIMEOUT` (5 s) so that an unreachable collector never blocks exit for long.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER, OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.exemplar import TraceBasedExemplarFilter
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -52,6 +57,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from nl2sql_observability import __version__
 from nl2sql_observability import semconv as sc
+from nl2sql_observability.exporthealth import (
+    ExportHealth,
+    WatchedLogExporter,
+    WatchedMetricExporter,
+    WatchedSpanExporter,
+    install_noise_filter,
+)
 from nl2sql_observability.settings import (
     ConfigurationError,
     ObservabilitySettings,
@@ -82,38 +94,73 @@ class Telemetry:
     logger_provider: LoggerProvider
     settings: ObservabilitySettings
     network_exporters: list[Any] = field(default_factory=list)
+
+    batch_processors: list[Any] = field(default_factory=list)
     _shut_down: bool = False
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and shut down the three providers in parallel, waiting at most `timeout_s`
         (default `OBSERVABILITY_SHUTDOWN_TIMEOUT`). Past the deadline the network exporters are shut
         down so their retry loops stop, and whatever is left is dropped. Never raises.
-        Returns True when everything finished in time."""
+        Returns True when everything finished in time.
+
+        When no thread can be started (atexit on CPython 3.12.0-3.12.2, gh-113964: "can't create new
+        thread at interpreter shutdown") the same budget is spent in this thread, one part after another."""
         if self._shut_down:
             return True
         self._shut_down = True
         budget = self.settings.shutdown_timeout if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
-        threads = []
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            thread = threading.Thread(
-                target=_quiet_shutdown, args=(provider,), name="nl2sql-otel-shutdown", daemon=True
-            )
-            thread.start()
-            threads.append(thread)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if all(not t.is_alive() for t in threads):
+        threads: list[threading.Thread] = []
+        try:
+            for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+                thread = threading.Thread(
+                    target=_quiet_shutdown, args=(provider,), name="nl2sql-otel-shutdown", daemon=True
+                )
+                thread.start()
+                threads.append(thread)
+        except RuntimeError:
+            done = self._shutdown_in_this_thread(deadline)
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            done = done and all(not t.is_alive() for t in threads)
+        else:
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            done = all(not t.is_alive() for t in threads)
+        if done:
             return True
         for exporter in self.network_exporters:  # abort retry/backoff loops of a dead endpoint
             _quiet_shutdown(exporter)
         _log.debug("telemetry shutdown exceeded %.1fs; unsent telemetry dropped", budget)
         return False
 
-    def force_flush(self, timeout_millis: int = 5000) -> None:
-        self.tracer_provider.force_flush(timeout_millis)
-        self.meter_provider.force_flush(timeout_millis)
-        self.logger_provider.force_flush(timeout_millis)
+    def _shutdown_in_this_thread(self, deadline: float) -> bool:
+        """Sequential shutdown within `deadline`: each batch processor's worker thread (started long
+        ago) gets the remaining time to send what is queued; past it, its exporter is shut down, which
+        ends a retry loop. Then the providers, whose processors and readers are by then stopped."""
+
+        def remaining_ms() -> float:
+            return max(0.0, deadline - time.monotonic()) * 1000
+
+        for processor in self.batch_processors:
+            # The SDK's BatchSpanProcessor/BatchLogRecordProcessor.shutdown() takes no timeout (30 s);
+            # the batch processor they share does. Fall back to the public call when it is not there.
+            inner = getattr(processor, "_batch_processor", None)
+            try:
+                if inner is not None and hasattr(inner, "shutdown"):
+                    inner.shutdown(timeout_millis=remaining_ms())
+                else:
+                    processor.shutdown()
+            except Exception:  # never raise at exit
+                _log.debug("telemetry shutdown failed", exc_info=True)
+        try:
+            self.meter_provider.shutdown(timeout_millis=remaining_ms())
+        except Exception:  # e.g. the deadline passed before a reader got its turn
+            _log.debug("metrics shutdown incomplete", exc_info=True)
+        _quiet_shutdown(self.tracer_provider)
+        _quiet_shutdown(self.logger_provider)
+        return time.monotonic() < deadline
 
 
 def _quiet_shutdown(obj: Any) -> None:
@@ -172,17 +219,30 @@ _OTLP_EXPORTERS: dict[Signal, tuple[str, str]] = {
 _OTLP_PACKAGES = {"grpc": "grpc", "http/protobuf": "http"}
 
 
-def _otlp_exporter(signal: Signal, settings: ObservabilitySettings) -> Any:
-    """The OTLP exporter of `signal` for its protocol, with our bounded timeout unless OTEL_* sets one."""
+def _otlp_exporter(signal: Signal, settings: ObservabilitySettings, health: ExportHealth) -> Any:
+    """The OTLP exporter of `signal` for its protocol, with our bounded timeout unless OTEL_* sets one,
+    wrapped so that a dead endpoint is one log line per change of state."""
     module_name, class_name = _OTLP_EXPORTERS[signal]
     package = _OTLP_PACKAGES[settings.protocol_for(signal)]
     module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{package}.{module_name}")
-    exporter_class = getattr(module, class_name)
-    return exporter_class(timeout=_timeout_for(signal, settings))
+    exporter = getattr(module, class_name)(timeout=_timeout_for(signal, settings))
+    install_noise_filter()
+    return _WATCHED[signal](exporter, signal, health)
+
+
+_WATCHED: dict[Signal, type[Any]] = {
+    "traces": WatchedSpanExporter,
+    "metrics": WatchedMetricExporter,
+    "logs": WatchedLogExporter,
+}
 
 
 def _one_line_json(span: Any) -> str:
     return str(span.to_json(indent=None)) + os.linesep
+
+
+def _one_line_metrics(data: Any) -> str:
+    return str(data.to_json(indent=None)) + os.linesep
 
 
 def _allowed_baggage_key(key: str) -> bool:
@@ -195,6 +255,7 @@ def build_telemetry(
     extra_span_processors: Sequence[SpanProcessor] = (),
     extra_metric_readers: Sequence[MetricReader] = (),
     shutdown_on_exit: bool = True,
+    health: ExportHealth | None = None,
 ) -> Telemetry:
     """Build (without installing globally) the providers for `settings`.
 
@@ -204,45 +265,34 @@ def build_telemetry(
     from nl2sql_observability.scrubbing import ScrubbingSpanExporter
 
     settings = settings or load_settings()
+    health = health or ExportHealth()
     resource = build_resource(settings)
+    timeout_ms = int(settings.export_timeout * 1000)
+    network: list[Any] = []
+    batch: list[Any] = []
 
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     tracer_provider.add_span_processor(BaggageSpanProcessor(_allowed_baggage_key))
-    span_exporters: list[SpanExporter] = []
-    network: list[Any] = []
-    traces = settings.exporter_for("traces")
-    if traces == "otlp":
-        span_exporters.append(_otlp_exporter("traces", settings))
-        network.append(span_exporters[-1])
-    elif traces == "console":
-        span_exporters.append(ConsoleSpanExporter(out=sys.stdout, formatter=_one_line_json))
-    for exporter in span_exporters:
+    for name in settings.exporters_for("traces"):
+        if name == "otlp":
+            network.append(_otlp_exporter("traces", settings, health))
+            exporter: SpanExporter = network[-1]
+        else:
+            exporter = ConsoleSpanExporter(out=sys.stdout, formatter=_one_line_json)
         # Scrub before any exporter sees the spans.
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(
-                ScrubbingSpanExporter(exporter), export_timeout_millis=int(settings.export_timeout * 1000)
-            )
-        )
+        batch.append(BatchSpanProcessor(ScrubbingSpanExporter(exporter), export_timeout_millis=timeout_ms))
+        tracer_provider.add_span_processor(batch[-1])
     for processor in extra_span_processors:
         tracer_provider.add_span_processor(processor)
 
     readers: list[MetricReader] = []
-    metrics_to = settings.exporter_for("metrics")
-    if metrics_to == "otlp":
-        network.append(_otlp_exporter("metrics", settings))
-        readers.append(
-            PeriodicExportingMetricReader(network[-1], export_timeout_millis=settings.export_timeout * 1000)
-        )
-    elif metrics_to == "console":
-        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-        readers.append(
-            PeriodicExportingMetricReader(
-                ConsoleMetricExporter(
-                    out=sys.stdout, formatter=lambda data: data.to_json(indent=None) + os.linesep
-                )
-            )
-        )
+    for name in settings.exporters_for("metrics"):
+        if name == "otlp":
+            network.append(_otlp_exporter("metrics", settings, health))
+            readers.append(PeriodicExportingMetricReader(network[-1], export_timeout_millis=timeout_ms))
+        else:
+            console = ConsoleMetricExporter(out=sys.stdout, formatter=_one_line_metrics)
+            readers.append(PeriodicExportingMetricReader(console))
     readers.extend(extra_metric_readers)
     exemplar_filter = None if os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER) else TraceBasedExemplarFilter()
     meter_provider = MeterProvider(
@@ -254,22 +304,16 @@ def build_telemetry(
     )
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
-    if settings.exporter_for("logs") == "otlp":
-        network.append(_otlp_exporter("logs", settings))
-        logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(network[-1], export_timeout_millis=int(settings.export_timeout * 1000))
-        )
-    # console/none: log lines go to stdout through the logging configuration, not via an exporter.
-    return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, network)
+    if "otlp" in settings.exporters_for("logs"):
+        network.append(_otlp_exporter("logs", settings, health))
+        batch.append(BatchLogRecordProcessor(network[-1], export_timeout_millis=timeout_ms))
+        logger_provider.add_log_record_processor(batch[-1])
+    # console: log lines go to stdout through the logging configuration, not via an exporter.
+    return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, network, batch)
 
 
 _configured: Telemetry | None = None
 _lock = threading.Lock()
-
-
-def configured() -> Telemetry | None:
-    """The telemetry installed by `configure()` in this process, if any."""
-    return _configured
 
 
 def configure(

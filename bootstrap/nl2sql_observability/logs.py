@@ -340,7 +340,7 @@ def configure_logging(
     use_json = _resolve_json(json_format)
     resolved_level = _resolve_level(level)
     out = _resolve_stream(stream)
-    otlp = load_settings().exporter_for("logs") == "otlp"
+    otlp = "otlp" in load_settings().exporters_for("logs")
 
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _TAG, None)]:

@@ -8,8 +8,12 @@
   at exit to flush telemetry (an unreachable collector costs at most this).
 - `OTEL_EXPORTER_OTLP_PROTOCOL` (and the `_TRACES_`/`_METRICS_`/`_LOGS_` variants):
   `http/protobuf` (default, the OTel spec default) | `grpc`.
-- `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`: `otlp` | `console` | `none`;
-  default: the value of `OBSERVABILITY_EXPORTER`.
+- `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`: a comma-separated list of
+  `otlp` and `console` (e.g. `console,otlp`), or `none` alone (as in the OTel spec); default: the
+  value of `OBSERVABILITY_EXPORTER`.
+- `OTEL_EXPORTER_OTLP_ENDPOINT` (and the `_TRACES_`/`_METRICS_`/`_LOGS_` variants): checked only, the
+  exporters read them themselves. An `http://` or `https://` URL with a host (and a valid port); with
+  the `grpc` protocol `host:port` is accepted too, as the gRPC exporter takes it.
 
 Why `otlp` is the default: the distro is loaded by `opentelemetry-instrument`, whose users expect
 telemetry to leave the process (the OTel default for `OTEL_*_EXPORTER` is `otlp` too), and a missing
@@ -21,15 +25,25 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nl2sql_observability import semconv as sc
 
 __all__ = ["ConfigurationError", "ObservabilitySettings", "check_all_settings", "load_settings"]
 
 ExporterName = Literal["otlp", "console", "none"]
 Protocol = Literal["grpc", "http/protobuf"]
+Signal = Literal["traces", "metrics", "logs"]
+# `OTEL_<SIGNAL>_EXPORTER` is a list; NoDecode: comma-separated, not the JSON pydantic-settings expects.
+ExporterList = Annotated[tuple[ExporterName, ...] | None, NoDecode]
+_LIST_HINT = " (a comma-separated list, or none alone)"
+_ENDPOINT_HINT = (
+    "an http:// or https:// URL with a host, e.g. http://localhost:4318 (host:port also with grpc)"
+)
 
 
 _PREFIX = "invalid observability configuration: "
@@ -47,7 +61,7 @@ class ObservabilitySettings(BaseSettings):
     )
 
     exporter: ExporterName = "otlp"
-    environment: str = Field(default="local", min_length=1, max_length=255)
+    environment: str = Field(default=sc.DEFAULT_ENVIRONMENT, min_length=1, max_length=255)
     export_timeout: float = Field(default=5.0, gt=0, le=60)
     shutdown_timeout: float = Field(default=1.5, gt=0, le=60)
     otlp_protocol: Protocol = Field(
@@ -62,14 +76,22 @@ class ObservabilitySettings(BaseSettings):
     logs_protocol: Protocol | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
     )
-    traces_exporter: ExporterName | None = Field(
-        default=None, validation_alias=AliasChoices("OTEL_TRACES_EXPORTER")
-    )
-    metrics_exporter: ExporterName | None = Field(
+    traces_exporter: ExporterList = Field(default=None, validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"))
+    metrics_exporter: ExporterList = Field(
         default=None, validation_alias=AliasChoices("OTEL_METRICS_EXPORTER")
     )
-    logs_exporter: ExporterName | None = Field(
-        default=None, validation_alias=AliasChoices("OTEL_LOGS_EXPORTER")
+    logs_exporter: ExporterList = Field(default=None, validation_alias=AliasChoices("OTEL_LOGS_EXPORTER"))
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    traces_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    metrics_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    )
+    logs_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
     )
 
     @field_validator(
@@ -78,9 +100,6 @@ class ObservabilitySettings(BaseSettings):
         "traces_protocol",
         "metrics_protocol",
         "logs_protocol",
-        "traces_exporter",
-        "metrics_exporter",
-        "logs_exporter",
         mode="before",
     )
     @classmethod
@@ -89,12 +108,37 @@ class ObservabilitySettings(BaseSettings):
             return value.strip().lower()
         return value
 
-    def exporter_for(self, signal: Literal["traces", "metrics", "logs"]) -> ExporterName:
-        """`OTEL_<SIGNAL>_EXPORTER` if set, else `OBSERVABILITY_EXPORTER`."""
-        explicit: ExporterName | None = getattr(self, f"{signal}_exporter")
-        return explicit if explicit is not None else self.exporter
+    @field_validator("traces_exporter", "metrics_exporter", "logs_exporter", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = [name.strip().lower() for name in value.split(",")]
+        if not set(names) <= set(typing.get_args(ExporterName)) or ("none" in names and len(names) > 1):
+            raise ValueError("not a list of exporters")
+        return tuple(dict.fromkeys(names))  # a name given twice exports once
 
-    def protocol_for(self, signal: Literal["traces", "metrics", "logs"]) -> Protocol:
+    @model_validator(mode="after")
+    def _check_endpoints(self) -> ObservabilitySettings:
+        every: tuple[Signal, ...] = ("traces", "metrics", "logs")
+        for signal in (*every, None):
+            field = f"{signal or 'otlp'}_endpoint"
+            value = getattr(self, field)
+            used = every if signal is None else (signal,)
+            grpc = any(self.protocol_for(s) == "grpc" for s in used)
+            if value is not None and not _valid_endpoint(value, grpc_form=grpc):
+                raise ValueError(
+                    f"{_env_name(field)}={value!r} is not allowed; allowed values: {_ENDPOINT_HINT}"
+                )
+        return self
+
+    def exporters_for(self, signal: Signal) -> tuple[ExporterName, ...]:
+        """`OTEL_<SIGNAL>_EXPORTER` if set, else `OBSERVABILITY_EXPORTER`; `()` for `none`."""
+        explicit: tuple[ExporterName, ...] | None = getattr(self, f"{signal}_exporter")
+        names = explicit if explicit is not None else (self.exporter,)
+        return tuple(name for name in names if name != "none")
+
+    def protocol_for(self, signal: Signal) -> Protocol:
         explicit: Protocol | None = getattr(self, f"{signal}_protocol")
         return explicit if explicit is not None else self.otlp_protocol
 
@@ -112,11 +156,27 @@ def _env_name(field: str) -> str:
 def _allowed(field: str) -> str:
     info = ObservabilitySettings.model_fields[field]
     args = [a for a in _flatten(info.annotation) if a is not type(None)]
-    if args and all(isinstance(a, str) for a in args):
-        return ", ".join(str(a) for a in args)
+    if args and all(isinstance(a, str) or a is Ellipsis for a in args):
+        return ", ".join(str(a) for a in args if a is not Ellipsis) + (_LIST_HINT if Ellipsis in args else "")
+    if field.endswith("_endpoint"):
+        return _ENDPOINT_HINT
     if field in ("export_timeout", "shutdown_timeout"):
         return "a number of seconds > 0 and <= 60"
     return "a non-empty string of at most 255 characters"
+
+
+def _valid_endpoint(value: str, *, grpc_form: bool) -> bool:
+    """An http(s) URL with a host and a valid port; `host:port` too where gRPC may be the protocol."""
+    text = value.strip()
+    bare = grpc_form and "://" not in text
+    try:
+        parts = urlsplit("http://" + text if bare else text)
+        port = parts.port  # raises ValueError on a port that is not a number in 0-65535
+    except ValueError:
+        return False
+    if bare and port is None:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and (port is None or port > 0)
 
 
 def _flatten(annotation: Any) -> list[Any]:
@@ -141,8 +201,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ObservabilitySett
         for err in exc.errors():
             loc = str(err["loc"][0]) if err["loc"] else ""
             field = loc if loc in ObservabilitySettings.model_fields else by_env.get(loc.upper(), "")
-            if not field:
-                problems.append(err["msg"])
+            if not field:  # a model-level check (the endpoints): its message is complete
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
                 continue
             name = _env_name(field)
             problems.append(f"{name}={err.get('input')!r} is not allowed; allowed values: {_allowed(field)}")

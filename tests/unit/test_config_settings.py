@@ -21,7 +21,7 @@ def test_defaults():
     assert s.otlp_protocol == "http/protobuf"
     assert s.export_timeout == 5.0
     assert s.shutdown_timeout == 1.5
-    assert [s.exporter_for(x) for x in ("traces", "metrics", "logs")] == ["otlp"] * 3
+    assert [s.exporters_for(x) for x in ("traces", "metrics", "logs")] == [("otlp",)] * 3
 
 
 def test_values_are_normalised_and_empty_means_unset():
@@ -40,9 +40,9 @@ def test_otel_variables_win_per_signal():
             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
         }
     )
-    assert s.exporter_for("traces") == "console"
-    assert s.exporter_for("metrics") == "otlp"
-    assert s.exporter_for("logs") == "none"
+    assert s.exporters_for("traces") == ("console",)
+    assert s.exporters_for("metrics") == ("otlp",)
+    assert s.exporters_for("logs") == ()
     assert s.protocol_for("traces") == "grpc"
     assert s.protocol_for("metrics") == "http/protobuf"
 
@@ -67,6 +67,25 @@ def test_otel_variables_win_per_signal():
             "OTEL_METRICS_EXPORTER='prometheus' is not allowed; allowed values: otlp, console, none",
         ),
         ({"OBSERVABILITY_EXPORT_TIMEOUT": "-1"}, "OBSERVABILITY_EXPORT_TIMEOUT='-1' is not allowed"),
+        # `none` only alone, no empty item
+        ({"OTEL_TRACES_EXPORTER": "none,otlp"}, "OTEL_TRACES_EXPORTER='none,otlp' is not allowed"),
+        ({"OTEL_LOGS_EXPORTER": "console,"}, "OTEL_LOGS_EXPORTER='console,' is not allowed"),
+        ({"OTEL_TRACES_EXPORTER": "console,zipkin"}, "OTEL_TRACES_EXPORTER='console,zipkin' is not allowed"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "not-a-url"}, "OTEL_EXPORTER_OTLP_ENDPOINT='not-a-url' is not allowed"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://localhost:99999/v1/traces"},
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://localhost:99999/v1/traces' is not allowed",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "ftp://collector:4318"},
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT='ftp://collector:4318' is not allowed",
+        ),
+        # host:port is the gRPC exporter's form only; the http exporter needs a URL
+        ({"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT="),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT='collector' is not allowed",
+        ),
     ],
 )
 def test_bad_values_give_one_clear_message(env, expected):
@@ -76,6 +95,35 @@ def test_bad_values_give_one_clear_message(env, expected):
     assert expected in message
     assert "\n" not in message
     assert "pydantic" not in message.lower()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("console,otlp", ("console", "otlp")),
+        (" OTLP , console ", ("otlp", "console")),
+        ("otlp,otlp", ("otlp",)),
+        ("none", ()),
+    ],
+)
+def test_exporter_variables_are_lists(value, expected):
+    s = load_settings({"OTEL_TRACES_EXPORTER": value, "OTEL_METRICS_EXPORTER": value})
+    assert s.exporters_for("traces") == expected
+    assert s.exporters_for("metrics") == expected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://otlp.example.com:443/otlp"},
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"},
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"},
+        {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "[::1]:4317"},
+    ],
+)
+def test_good_endpoints_are_accepted(env):
+    load_settings(env)
 
 
 def test_process_environment_is_read(monkeypatch):
@@ -116,7 +164,7 @@ def test_exporters_follow_protocol_and_timeouts(monkeypatch):
         shutdown_on_exit=False,
     )
     try:
-        kinds = [type(e) for e in t.network_exporters]
+        kinds = [type(e.inner) for e in t.network_exporters]
         assert kinds == [GrpcSpanExporter, HttpMetricExporter]
     finally:
         assert t.shutdown(timeout_s=5)
@@ -124,7 +172,7 @@ def test_exporters_follow_protocol_and_timeouts(monkeypatch):
     assert t.network_exporters == []
     t.shutdown(timeout_s=5)
     t = build_telemetry(load_settings({}), shutdown_on_exit=False)
-    assert isinstance(t.network_exporters[0], HttpSpanExporter)
+    assert isinstance(t.network_exporters[0].inner, HttpSpanExporter)
     t.shutdown(timeout_s=5)
 
 

@@ -1,0 +1,200 @@
+"""One log line per change of an OTLP endpoint's state (down, back up) instead of the SDK's retry noise.
+
+The OTLP exporters log every retry ("Transient error ... retrying in 1.00s") and every failed batch
+from their own module loggers, several lines per batch while a collector is down, and these land in
+the app's output. Here:
+- `WatchedSpanExporter`/`WatchedMetricExporter`/`WatchedLogExporter` wrap a network exporter, never
+  let it raise, and report each export's outcome to `ExportHealth`;
+- `ExportHealth` logs one line (logger `nl2sql_observability.export`, so it follows the app's logging
+  setup: a JSON record when JSON logs are on) when an endpoint goes down or comes back, at most one
+  per `min_interval_s` per endpoint (a flapping endpoint's changes in between are folded);
+- `ExportNoiseFilter` drops what the exporter loggers say while one of our exports runs in the same
+  thread, keeping its first message as the reason given in our line. A logger filter because it is
+  the one hook that keeps those records from every handler the app may have, without touching the
+  app's handlers or the loggers' levels; records outside an export (e.g. a bad compression setting
+  read at start-up) still pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+__all__ = [
+    "EXPORTER_LOGGER_PREFIXES",
+    "ExportHealth",
+    "ExportNoiseFilter",
+    "WatchedLogExporter",
+    "WatchedMetricExporter",
+    "WatchedSpanExporter",
+    "install_noise_filter",
+]
+
+LOGGER_NAME = "nl2sql_observability.export"
+# The loggers the OTLP exporters (http and grpc, and their shared HTTP client) log from.
+EXPORTER_LOGGER_PREFIXES = ("opentelemetry.exporter.",)
+
+_log = logging.getLogger(LOGGER_NAME)
+_in_export = threading.local()
+R = TypeVar("R")
+
+try:
+    from opentelemetry.sdk._logs.export import LogRecordExportResult as _LogResult
+except ImportError:  # SDKs before the LogRecord* names
+    from opentelemetry.sdk._logs.export import LogExportResult as _LogResult  # type: ignore[assignment]
+
+
+class ExportNoiseFilter(logging.Filter):
+    """Drops exporter log records emitted inside a watched export; remembers the first as the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(_in_export, "active", False):
+            return True
+        if getattr(_in_export, "reason", None) is None:
+            try:
+                _in_export.reason = record.getMessage().splitlines()[0][:300]
+            except Exception:  # a record whose arguments do not format: no reason, still dropped
+                _in_export.reason = record.msg if isinstance(record.msg, str) else None
+        return False
+
+
+_FILTER = ExportNoiseFilter()
+
+
+def install_noise_filter() -> None:
+    """Attach the filter to every exporter logger that exists (call after importing the exporters)."""
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith(EXPORTER_LOGGER_PREFIXES):
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)
+
+
+class ExportHealth:
+    """The up/down state of each endpoint, and the one line per reported change."""
+
+    def __init__(self, min_interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._min_interval = min_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._reported: dict[str, bool] = {}  # endpoint -> reported up?
+        self._last_report: dict[str, float] = {}
+
+    def record(self, endpoint: str, signal: str, ok: bool, reason: str | None = None) -> None:
+        """Note one export's outcome; log when it changes the reported state (rate-limited)."""
+        with self._lock:
+            reported = self._reported.get(endpoint, True)  # nothing said yet counts as "up"
+            if ok == reported:
+                return
+            now = self._clock()
+            last = self._last_report.get(endpoint)
+            if last is not None and now - last < self._min_interval:
+                return
+            self._reported[endpoint] = ok
+            self._last_report[endpoint] = now
+        if ok:
+            _log.warning("telemetry export to %s is working again (%s)", endpoint, signal)
+        else:
+            _log.warning(
+                "telemetry export to %s failed (%s): %s; retrying in the background, the app is not affected",
+                endpoint,
+                signal,
+                reason or "no answer",
+            )
+
+
+class _Watch:
+    """What the three wrappers share: run a call of the inner exporter quietly and report its result."""
+
+    def __init__(self, inner: Any, signal: str, health: ExportHealth) -> None:
+        self.inner = inner
+        self.signal = signal
+        self.health = health
+        # For display only: every OTLP exporter keeps its resolved endpoint here.
+        self.endpoint = str(getattr(inner, "_endpoint", None) or f"the {signal} OTLP endpoint")
+        self._shut_down = False
+
+    def _quietly(self, call: Callable[[], R], failure: R) -> tuple[R, str | None]:
+        _in_export.active, _in_export.reason = True, None
+        try:
+            return call(), _in_export.reason
+        except Exception as exc:  # an exporter must never raise into the SDK's worker (it logs a traceback)
+            return failure, _in_export.reason or f"{type(exc).__name__}: {exc}"
+        finally:
+            _in_export.active = False
+
+    def _export(self, call: Callable[[], R], failure: R) -> R:
+        result, reason = self._quietly(call, failure)
+        if not self._shut_down:  # failures caused by our own shutdown are not an endpoint state
+            self.health.record(self.endpoint, self.signal, getattr(result, "name", "") == "SUCCESS", reason)
+        return result
+
+    def _shutdown(self, **kwargs: Any) -> None:
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self._quietly(lambda: self.inner.shutdown(**kwargs), None)
+
+    def _flush(self, timeout_millis: float) -> bool:
+        result, _ = self._quietly(lambda: bool(self.inner.force_flush(timeout_millis)), False)
+        return result
+
+
+class WatchedSpanExporter(_Watch, SpanExporter):
+    """A span exporter that reports to `ExportHealth` and never raises."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._export(lambda: self.inner.export(spans), SpanExportResult.FAILURE)
+
+    def shutdown(self) -> None:
+        self._shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._flush(timeout_millis)
+
+
+class WatchedLogExporter(_Watch):
+    """A log record exporter that reports to `ExportHealth` and never raises. No SDK base class: its
+    name changed between the SDK versions we support, and the batch processor needs none."""
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        return self._export(lambda: self.inner.export(batch), _LogResult.FAILURE)
+
+    def shutdown(self) -> None:
+        self._shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._flush(timeout_millis)
+
+
+class WatchedMetricExporter(_Watch, MetricExporter):
+    """A metric exporter that reports to `ExportHealth` and never raises; keeps the inner's temporality."""
+
+    def __init__(self, inner: MetricExporter, signal: str, health: ExportHealth) -> None:
+        _Watch.__init__(self, inner, signal, health)
+        MetricExporter.__init__(
+            self,
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        return self._export(
+            lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+            MetricExportResult.FAILURE,
+        )
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._shutdown(timeout_millis=timeout_millis)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._flush(timeout_millis)
