@@ -58,11 +58,21 @@ class ExportNoiseFilter(logging.Filter):
         if not getattr(_in_export, "active", False):
             return True
         if getattr(_in_export, "reason", None) is None:
-            try:
-                _in_export.reason = record.getMessage().splitlines()[0][:300]
-            except Exception:  # a record whose arguments do not format: no reason, still dropped
-                _in_export.reason = record.msg if isinstance(record.msg, str) else None
+            _in_export.reason = _reason(record)
         return False
+
+
+def _reason(record: logging.LogRecord) -> str | None:
+    """The error an exporter record is about, short: its innermost exception's last clause (urllib3
+    wraps "Connection refused" three deep), a gRPC status code, or None when it names none."""
+    first = record.args[0] if isinstance(record.args, tuple) and record.args else None
+    while isinstance(first, BaseException) and isinstance(getattr(first, "reason", None), BaseException):
+        first = first.reason
+    if isinstance(first, BaseException):
+        return str(first).rsplit(": ", 1)[-1].rstrip("\"')")[:200] or type(first).__name__
+    if first is not None and type(first).__name__ == "StatusCode":  # grpc.StatusCode, without importing grpc
+        return str(first)
+    return None
 
 
 _FILTER = ExportNoiseFilter()
@@ -106,7 +116,7 @@ class ExportHealth:
                 "telemetry export to %s failed (%s): %s; retrying in the background, the app is not affected",
                 endpoint,
                 signal,
-                reason or "no answer",
+                reason or "not reachable",
             )
 
 

@@ -234,8 +234,8 @@ def _otel_handler_class() -> type[logging.Handler] | None:
 def _not_from_the_telemetry_pipeline(record: logging.LogRecord) -> bool:
     """Keep the SDK's and exporters' own records (e.g. "collector unreachable") out of the OTLP
     handler: exporting them through the pipeline they report on loops back into the SDK. They
-    still reach the console handler."""
-    return not record.name.startswith("opentelemetry")
+    still reach the console handler. Our own export-health lines likewise."""
+    return not record.name.startswith(("opentelemetry", "nl2sql_observability.export"))
 
 
 def _foreign_otel_handlers(root: logging.Logger) -> list[logging.Handler]:

@@ -74,8 +74,8 @@ class Received:
 
 
 @contextmanager
-def otlp_receiver() -> Iterator[tuple[Received, str]]:
-    """Serve until the block ends; yields what arrived and the endpoint URL."""
+def otlp_receiver(port: int = 0) -> Iterator[tuple[Received, str]]:
+    """Serve until the block ends (on `port`, default any free one); yields what arrived and the endpoint URL."""
     state = Received()
 
     class Handler(BaseHTTPRequestHandler):
@@ -92,7 +92,7 @@ def otlp_receiver() -> Iterator[tuple[Received, str]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

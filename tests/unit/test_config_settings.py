@@ -71,7 +71,10 @@ def test_otel_variables_win_per_signal():
         ({"OTEL_TRACES_EXPORTER": "none,otlp"}, "OTEL_TRACES_EXPORTER='none,otlp' is not allowed"),
         ({"OTEL_LOGS_EXPORTER": "console,"}, "OTEL_LOGS_EXPORTER='console,' is not allowed"),
         ({"OTEL_TRACES_EXPORTER": "console,zipkin"}, "OTEL_TRACES_EXPORTER='console,zipkin' is not allowed"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "not-a-url"}, "OTEL_EXPORTER_OTLP_ENDPOINT='not-a-url' is not allowed"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "not-a-url"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT='not-a-url' is not allowed",
+        ),
         (
             {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://localhost:99999/v1/traces"},
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://localhost:99999/v1/traces' is not allowed",

@@ -186,6 +186,21 @@ def test_our_configurator_wins_over_a_competing_one(tmp_path):
             "http/json",
             "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not allowed; allowed values: grpc, http/protobuf",
         ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "not-a-url",
+            "OTEL_EXPORTER_OTLP_ENDPOINT='not-a-url' is not allowed; allowed values: an http:// or https://",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:431800/v1/traces",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://collector:431800/v1/traces' is not allowed",
+        ),
+        (
+            "OTEL_TRACES_EXPORTER",
+            "console,zipkin",
+            "OTEL_TRACES_EXPORTER='console,zipkin' is not allowed; allowed values: otlp, console, none",
+        ),
         # the settings of logging, audit and scrubbing are checked before the app runs too,
         # not at the first log line or LLM call
         (
