@@ -66,8 +66,11 @@ def _reason(record: logging.LogRecord) -> str | None:
     """The error an exporter record is about, short: its innermost exception's last clause (urllib3
     wraps "Connection refused" three deep), a gRPC status code, or None when it names none."""
     first = record.args[0] if isinstance(record.args, tuple) and record.args else None
-    while isinstance(first, BaseException) and isinstance(getattr(first, "reason", None), BaseException):
-        first = first.reason
+    for _ in range(8):  # requests wraps urllib3 in args[0], urllib3 its cause in `.reason`
+        inner = getattr(first, "reason", None) or (getattr(first, "args", None) or (None,))[0]
+        if not (isinstance(first, BaseException) and isinstance(inner, BaseException)):
+            break
+        first = inner
     if isinstance(first, BaseException):
         return str(first).rsplit(": ", 1)[-1].rstrip("\"')")[:200] or type(first).__name__
     if first is not None and type(first).__name__ == "StatusCode":  # grpc.StatusCode, without importing grpc

@@ -14,70 +14,65 @@ GRAFANA = ROOT / "grafana"
 PROM = ROOT / "prometheus"
 
 DURATION = ("bucket", "sum", "count")
-# The contract (docs/telemetry-contract.md) as Prometheus 3 names it (UnderscoreEscapingWithSuffixes).
-CONTRACT_LABELS: dict[str, set[str]] = {
-    "nl2sql_node_duration_seconds": {"nl2sql_node_name", "tenant_id", "error_type"},
-    "nl2sql_request_duration_seconds": {"tenant_id", "error_type"},
-    "nl2sql_sql_validations_total": {"nl2sql_validation_outcome", "tenant_id", "error_type"},
-    "nl2sql_llm_tokens_total": {
-        "gen_ai_token_type",
-        "gen_ai_request_model",
-        "gen_ai_provider_name",
-        "tenant_id",
-        "nl2sql_node_name",
-    },
-    "nl2sql_llm_cost_total": {
-        "gen_ai_request_model",
-        "gen_ai_provider_name",
-        "tenant_id",
-        "nl2sql_node_name",
-    },
-    "nl2sql_llm_unpriced_tokens_total": {
-        "gen_ai_token_type",
-        "gen_ai_request_model",
-        "gen_ai_provider_name",
-        "tenant_id",
-        "nl2sql_node_name",
-    },
-    "gen_ai_client_token_usage": {
-        "gen_ai_operation_name",
-        "gen_ai_provider_name",
-        "gen_ai_request_model",
-        "gen_ai_response_model",
-        "gen_ai_token_type",
-        "server_address",
-        "server_port",
-        "tenant_id",
-    },
-    "gen_ai_client_operation_duration_seconds": {
-        "gen_ai_operation_name",
-        "gen_ai_provider_name",
-        "gen_ai_request_model",
-        "gen_ai_response_model",
-        "server_address",
-        "server_port",
-        "error_type",
-        "tenant_id",
-    },
-}
+CONTRACT = ROOT / "docs" / "telemetry-contract.md"
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One row of the contract's Metrics table."""
+
+    name: str  # the OTel instrument name, e.g. nl2sql.node.duration
+    kind: str  # histogram | counter
+    unit: str
+    attributes: frozenset[str]
+    prometheus: str  # the base name Prometheus 3 stores it under (histograms: without _bucket/_sum/_count)
+
+
+def _ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def contract_instruments(text: str | None = None) -> list[Instrument]:
+    """The Metrics table of docs/telemetry-contract.md. Attribute values in parentheses, e.g.
+    (`passed`/`failed`), are not attribute names; `error.type`? marks an optional attribute."""
+    lines = (CONTRACT.read_text() if text is None else text).splitlines()
+    start = lines.index("## Metrics")
+    rows = [line for line in lines[start:] if line.startswith("| `")]
+    out = []
+    for row in rows[: next((i for i, r in enumerate(rows) if not r.startswith("| `")), len(rows))]:
+        instrument, unit, attributes, prom = (c.strip() for c in row.strip("|").split("|"))
+        (name,) = _ticked(instrument)
+        base = _ticked(prom)[0].removesuffix("_*").removesuffix("_bucket/_sum/_count")
+        out.append(
+            Instrument(
+                name=name,
+                kind=instrument.split()[-1],
+                unit=_ticked(unit)[0],
+                attributes=frozenset(_ticked(re.sub(r"\([^)]*\)", "", attributes))),
+                prometheus=base,
+            )
+        )
+    return out
+
+
+def prometheus_label(attribute: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", attribute)
+
+
 # service.name → job, service.instance.id → instance, plus prometheus.yml's promote_resource_attributes.
 RESOURCE_LABELS = {"job", "instance", "deployment_environment_name", "service_version"}
-HISTOGRAMS = {
-    "nl2sql_node_duration_seconds",
-    "nl2sql_request_duration_seconds",
-    "gen_ai_client_token_usage",
-    "gen_ai_client_operation_duration_seconds",
-}
 
 
 def contract_metrics() -> dict[str, set[str]]:
+    """Every series the contract's instruments land as in Prometheus, with the labels each may have."""
     out: dict[str, set[str]] = {}
-    for base, labels in CONTRACT_LABELS.items():
-        if base in HISTOGRAMS:
+    for inst in contract_instruments():
+        labels = {prometheus_label(a) for a in inst.attributes} | RESOURCE_LABELS
+        if inst.kind == "histogram":
             for suffix in DURATION:
-                out[f"{base}_{suffix}"] = labels | RESOURCE_LABELS | ({"le"} if suffix == "bucket" else set())
+                out[f"{inst.prometheus}_{suffix}"] = labels | ({"le"} if suffix == "bucket" else set())
         else:
-            out[base] = labels | RESOURCE_LABELS
+            out[inst.prometheus] = labels
     return out
 
 
@@ -93,7 +88,6 @@ SPAN_METRICS = {
         "tenant_id",
         "job",
         "instance",
-        "deployment_environment_name",
         "le",
     }
     for name in (
@@ -222,35 +216,6 @@ def selectors(ast: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(ast, list):
         for v in ast:
             yield from selectors(v)
-
-
-# An app service's data: what must never be aggregated across services or environments.
-SERVICE_KEYS = frozenset({"job", "deployment_environment_name"})
-# Aggregations that keep each series' labels (they pick series, they do not merge them).
-_SELECTING = {"topk", "bottomk", "limitk", "limit_ratio"}
-
-
-def is_app_metric(name: str) -> bool:
-    """A metric an app service sends (the contract's, or recorded from them), as opposed to the
-    collector's own or a scrape's `up`."""
-    return name in contract_metrics() or name.startswith("nl2sql:")
-
-
-def merging_aggregations(ast: Any) -> Iterator[tuple[str, list[str], bool, Any]]:
-    """(op, grouping, without, subtree) of every aggregation that merges series."""
-    if isinstance(ast, dict):
-        if ast.get("type") == "aggregation" and ast.get("op") not in _SELECTING:
-            yield (
-                ast.get("op", ""),
-                list(ast.get("grouping") or []),
-                bool(ast.get("without")),
-                ast.get("expr"),
-            )
-        for v in ast.values():
-            yield from merging_aggregations(v)
-    elif isinstance(ast, list):
-        for v in ast:
-            yield from merging_aggregations(v)
 
 
 def groupings(ast: Any) -> Iterator[str]:

@@ -1,6 +1,7 @@
 """End to end on loopback with the real binaries: OTLP → collector (config.yaml) → Prometheus 3 OTLP
 receiver (prometheus.yml's otlp section). The names the dashboards, rules and Jaeger's SPM read are the
-names that actually land: contract histograms with units, promoted resource attributes, span metrics."""
+names that actually land: contract histograms with units, promoted resource attributes, span metrics.
+The contract's names come from docs/telemetry-contract.md itself."""
 
 from __future__ import annotations
 
@@ -15,9 +16,40 @@ from typing import Any
 
 import pytest
 import yaml
+from nl2sql_observability import semconv as sc
 
 from .conftest import ROOT, _free_port, load_yaml
+from .promql_sources import Instrument, contract_instruments, prometheus_label
 from .test_collector import BASE, _local_override
+
+
+def _contract(name: str) -> Instrument:
+    (inst,) = [i for i in contract_instruments() if i.name == name]
+    return inst
+
+
+NODE = _contract(sc.NODE_DURATION)
+VALIDATIONS = _contract(sc.SQL_VALIDATIONS)
+COST = _contract(sc.LLM_COST)
+
+
+def test_the_contract_histograms_and_attributes_agree_with_the_package() -> None:
+    by_name = {i.name: i for i in contract_instruments()}
+    histograms = {name for name, i in by_name.items() if i.kind == "histogram"}
+    assert histograms == {*sc.DURATION_METRICS, *sc.TOKEN_HISTOGRAMS}
+    assert NODE.attributes >= {sc.NODE_NAME, sc.TENANT_ID, sc.ERROR_TYPE}
+    for inst in by_name.values():
+        assert not inst.attributes & sc.FORBIDDEN_METRIC_ATTRIBUTES, inst.name
+
+
+def test_the_contract_prometheus_names_follow_prometheus_3_naming() -> None:
+    """UnderscoreEscapingWithSuffixes: dots to underscores, `s` to _seconds, {annotations} dropped,
+    counters get _total. A row whose Prometheus column disagrees is a typo in the contract."""
+    for inst in contract_instruments():
+        expected = inst.name.replace(".", "_") + ("_seconds" if inst.unit == "s" else "")
+        expected += "_total" if inst.kind == "counter" else ""
+        assert inst.prometheus == expected, inst
+
 
 NOW = time.time_ns()
 
@@ -214,15 +246,13 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
                 with urllib.request.urlopen(req, timeout=5):
                     pass
             wanted = {
-                "nl2sql_node_duration_seconds_bucket",
+                f"{NODE.prometheus}_bucket",
                 "traces_span_metrics_calls_total",
                 "traces_span_metrics_duration_seconds_bucket",
-                "nl2sql_sql_validations_total",
-                "nl2sql_llm_cost_total",
+                VALIDATIONS.prometheus,
+                COST.prometheus,
             }
-            gateway = urllib.parse.urlencode(
-                {"match[]": 'nl2sql_node_duration_seconds_bucket{job="shop/gateway"}'}
-            )
+            gateway = urllib.parse.urlencode({"match[]": f'{NODE.prometheus}_bucket{{job="shop/gateway"}}'})
             deadline = time.monotonic() + 30
             names: set[str] = set()
             have_gateway = False
@@ -239,7 +269,7 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
                     series[name] = json.load(r)["data"]
             q = urllib.parse.urlencode(
                 {
-                    "query": "nl2sql_node_duration_seconds_bucket",
+                    "query": f"{NODE.prometheus}_bucket",
                     "start": NOW / 1e9 - 60,
                     "end": NOW / 1e9 + 60,
                 }
@@ -254,17 +284,17 @@ def landed(tool: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
 
 
 def test_contract_histogram_lands_with_unit_suffix_and_promoted_environment(landed: dict[str, Any]) -> None:
-    assert "nl2sql_node_duration_seconds_bucket" in landed["names"], sorted(landed["names"])
-    (s, *_) = landed["series"]["nl2sql_node_duration_seconds_bucket"]
+    assert f"{NODE.prometheus}_bucket" in landed["names"], sorted(landed["names"])
+    (s, *_) = landed["series"][f"{NODE.prometheus}_bucket"]
     assert s["deployment_environment_name"] == "stackcheck"
     assert s["job"] == "nl2sql"
-    assert s["nl2sql_node_name"] == "generate_sql"
-    assert s["tenant_id"] == "acme"
+    assert s[prometheus_label(sc.NODE_NAME)] == "generate_sql"
+    assert s[prometheus_label(sc.TENANT_ID)] == "acme"
 
 
 def test_counter_lands_with_total(landed: dict[str, Any]) -> None:
-    (s, *_) = landed["series"]["nl2sql_sql_validations_total"]
-    assert s["nl2sql_validation_outcome"] == "failed"
+    (s, *_) = landed["series"][VALIDATIONS.prometheus]
+    assert s[prometheus_label(sc.VALIDATION_OUTCOME)] == "failed"
 
 
 def test_exemplar_carries_the_trace_id(landed: dict[str, Any]) -> None:
@@ -289,7 +319,7 @@ def test_span_metrics_land_under_the_names_jaeger_spm_reads(landed: dict[str, An
 
 
 def test_cost_counter_lands_with_total_and_the_service(landed: dict[str, Any]) -> None:
-    (s,) = landed["series"]["nl2sql_llm_cost_total"]
+    (s,) = landed["series"][COST.prometheus]
     assert s["job"] == "nl2sql"
     assert s["deployment_environment_name"] == "stackcheck"
     assert {k: s[k] for k in ("gen_ai_request_model", "tenant_id", "nl2sql_node_name")} == {
@@ -303,7 +333,7 @@ def test_two_services_with_one_node_name_land_as_two_series(landed: dict[str, An
     """service.name (and service.namespace) become `job`: the rules and panels group by it."""
     jobs = {
         s["job"]
-        for s in landed["series"]["nl2sql_node_duration_seconds_bucket"]
+        for s in landed["series"][f"{NODE.prometheus}_bucket"]
         if s["nl2sql_node_name"] == "generate_sql" and s["le"] == "+Inf"
     }
     assert jobs == {"nl2sql", "shop/gateway"}, jobs
