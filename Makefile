@@ -13,13 +13,14 @@ export NL2SQL_OBS_TOOLS ?= $(HOME)/.cache/nl2sql-obs/bin
 # make demo: the app's log lines go over OTLP to the log store, and to this file when set.
 DEMO_LOG_FILE ?=
 
-.PHONY: help install lint unit stack-check integration test bench tools images up down ps logs demo clean
+.PHONY: help install lint unit package stack-check integration test bench tools images up down ps logs demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # constraints.txt locks every transitive dependency to the set the tests last passed with
-# (regenerate: .venv/bin/pip freeze --exclude-editable > constraints.txt).
+# (regenerate: .venv/bin/pip freeze --exclude-editable > constraints.txt, then keep the lines marked
+# `; python_version < "3.11"`: what Python 3.10 needs instead). pyproject.toml holds the ranges.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
@@ -34,8 +35,15 @@ lint: install ## ruff, mypy and shellcheck
 	$(VENV)/bin/mypy
 	shellcheck -x scripts/*.sh .ci/run
 
-unit: install ## unit tests (in-memory exporters, no network)
-	$(PY) -m pytest tests/unit
+# nox sessions (noxfile.py): unit-3.10 ... unit-3.13 against constraints.txt, and lowest against the
+# lower bounds of pyproject's ranges; virtualenvs in .nox are reused (-r). NOX_SESSIONS picks some.
+NOX := $(VENV)/bin/nox -r
+
+unit: install ## unit tests on Python 3.10-3.13 and on the lowest allowed dependencies (nox)
+	$(NOX) $(if $(NOX_SESSIONS),-s $(NOX_SESSIONS))
+
+package: install ## build, check and smoke-test the sdist and wheel (alone, and beside an app's own pins)
+	$(NOX) -s package wheel wheel_beside_app
 
 tools: ## build the real backends and tools from their Go modules (cached)
 	scripts/build-tools.sh
@@ -49,7 +57,7 @@ images: tools ## the backends' and the probe's images: official when pullable, e
 integration: install images ## testcontainers tests against the real backends
 	$(PY) -m pytest tests/integration
 
-test: lint unit stack-check integration ## everything CI runs
+test: lint unit package stack-check integration ## everything CI runs
 
 bench: install ## benchmarks (ratios against a baseline run in the same process)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

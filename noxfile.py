@@ -4,6 +4,9 @@
   Python that `requires-python` allows.
 - `lowest`: exactly the lower bound of every runtime and demo dependency, read from pyproject.toml,
   on the oldest Python: the ranges promise these versions work.
+- `package`, `wheel`, `wheel_beside_app` (`make package`): build the sdist and wheel, check them, install
+  the wheel alone into a fresh venv (newest versions within our ranges) and beside an app that pins
+  opentelemetry-sdk, pydantic and langchain-core to other versions within them, and smoke-run it.
 Interpreters come from PATH, then from pyenv ($PYENV_ROOT/versions). With CI set a missing one is an
 error, not a skip. `nox -r` reuses the virtualenvs between runs.
 """
@@ -11,7 +14,9 @@ error, not a skip. `nox -r` reuses the virtualenvs between runs.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import nox
@@ -27,6 +32,11 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # What the unit tests import besides the package and its demo extra; versions from constraints.txt.
 TEST_TOOLS = ["pytest", "pytest-timeout", "hypothesis"]
 
+DIST = ROOT / "dist"
+PACKAGE = ROOT / "bootstrap" / "nl2sql_observability"
+# An app with its own pins, older than our locked set and inside our ranges.
+APP_PINS = ["opentelemetry-sdk==1.42.0", "pydantic==2.11.7", "langchain-core==1.5.0"]
+
 nox.options.sessions = [*(f"unit-{v}" for v in PYTHONS), "lowest"]
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 nox.options.default_venv_backend = "venv"
@@ -39,7 +49,9 @@ os.environ["PATH"] = os.pathsep.join([*_found, os.environ.get("PATH", "")])
 
 def _run_unit(session: nox.Session) -> None:
     session.run("python", "--version")
-    session.run("python", "-m", "pytest", "tests/unit", "-q", "-p", "no:cacheprovider", *session.posargs)
+    # `nox -s unit-3.12 -- tests/unit/test_x.py -k y` runs just those
+    tests = session.posargs or ["tests/unit"]
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests)
 
 
 @nox.session(python=PYTHONS, name="unit")
@@ -71,3 +83,98 @@ def lowest(session: nox.Session) -> None:
     # Exact pins: a reused venv is moved to them whatever an earlier run installed.
     session.install("-c", str(constraints), "-e", ".[demo]", *TEST_TOOLS)
     _run_unit(session)
+
+
+@nox.session(python=PYTHONS[-1])
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel into dist/, `twine check` them, check the wheel's file list."""
+    session.install("-c", "constraints.txt", "build", "twine")
+    shutil.rmtree(DIST, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(DIST), str(ROOT))
+    session.run("twine", "check", "--strict", *(str(f) for f in sorted(DIST.iterdir())))
+    problems = wheel_listing_problems(_wheel())
+    if problems:
+        session.error("the wheel's files are wrong:\n  " + "\n  ".join(problems))
+    session.log(f"{_wheel().name}: files as expected")
+
+
+def _wheel() -> Path:
+    wheels = sorted(DIST.glob("nl2sql_observability-*.whl"))
+    if len(wheels) != 1:
+        raise SystemExit(
+            f"noxfile: expected one wheel in {DIST}, found {len(wheels)}: run `nox -s package` first"
+        )
+    return wheels[0]
+
+
+def wheel_listing_problems(wheel: Path) -> list[str]:
+    """The wheel holds exactly the package's files (every module, py.typed, any data file), its
+    metadata with the LICENSE and entry points, and nothing else (no tests, no repository files)."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    source = {
+        f"nl2sql_observability/{p.relative_to(PACKAGE).as_posix()}"
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    dist_info = {n for n in names if n.split("/")[0].endswith(".dist-info")}
+    problems = [f"missing: {n}" for n in sorted(source - names)]
+    problems += [f"not ours: {n}" for n in sorted(names - source - dist_info)]
+    if not any(n.endswith(".dist-info/licenses/LICENSE") for n in dist_info):
+        problems.append("no LICENSE in the .dist-info")
+    entry_points = next((n for n in dist_info if n.endswith("entry_points.txt")), None)
+    text = zipfile.ZipFile(wheel).read(entry_points).decode() if entry_points else ""
+    for wanted in ("[opentelemetry_distro]", "[opentelemetry_configurator]", "nl2sql-obs = "):
+        if wanted not in text:
+            problems.append(f"entry_points.txt lacks {wanted!r}")
+    return problems
+
+
+def _smoke(session: nox.Session) -> None:
+    """What a user runs first: the CLI's help, then the demo under the launcher with console export."""
+    tmp = Path(session.create_tmp())
+    session.chdir(tmp)  # not the repository: only the installed wheel can be imported
+    session.run("python", "-m", "pip", "check")
+    session.run("nl2sql-obs", "--help", silent=True)
+    env = {
+        "OBSERVABILITY_EXPORTER": "console",
+        "XDG_DATA_HOME": str(tmp / "data"),
+        "OBSERVABILITY_AUDIT_PATH": str(tmp / "audit" / "events.log"),
+    }
+    out = session.run(
+        "opentelemetry-instrument",
+        "nl2sql-obs",
+        "demo",
+        "--requests",
+        "3",
+        "--time-scale",
+        "0",
+        "--no-progress",
+        "--db",
+        str(tmp / "demo.sqlite3"),
+        env=env,
+        silent=True,
+    )
+    spans = str(out).count('"name": "invoke_workflow nl2sql"')
+    if spans != 3:
+        session.error(f"expected 3 workflow spans on the console, saw {spans}:\n{str(out)[-2000:]}")
+    session.log("smoke run: 3 requests, 3 workflow spans exported")
+
+
+@nox.session(python=PYTHONS[-2])
+def wheel(session: nox.Session) -> None:
+    """The wheel with its demo extra, alone in a fresh venv: newest versions within our ranges."""
+    session.install(f"{_wheel()}[demo]")
+    _smoke(session)
+
+
+@nox.session(python=PYTHONS[-2])
+def wheel_beside_app(session: nox.Session) -> None:
+    """The wheel installed into an app that pins its own versions (within our ranges): they are kept."""
+    session.install(*APP_PINS)
+    session.install(f"{_wheel()}[demo]")
+    for pin in APP_PINS:
+        name, version = pin.split("==")
+        session.run(
+            "python", "-c", f"import importlib.metadata as m; assert m.version({name!r}) == {version!r}"
+        )
+    _smoke(session)

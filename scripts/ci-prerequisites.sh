@@ -31,6 +31,15 @@ if [[ "$(printf '%s\n%s\n' 1.26.8 "$gover" | sort -V | head -1)" != 1.26.8 ]]; t
     exit 1
 fi
 
+# Python: `make unit` runs the unit tests on every version requires-python allows (noxfile.py finds
+# them on PATH or under pyenv's versions); a missing one is an error in CI, so say which here.
+for v in 3.10 3.11 3.12 3.13; do
+    if ! command -v "python$v" >/dev/null 2>&1 && ! compgen -G "${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python$v" >/dev/null; then
+        echo "ci-prerequisites: Python $v is missing: the unit tests run on 3.10-3.13 (install it, e.g. with pyenv)" >&2
+        exit 1
+    fi
+done
+
 if ! docker info >/dev/null 2>&1; then
     if [[ "$(id -u)" != 0 ]]; then
         echo "ci-prerequisites: no Docker engine answers and this is not root: start dockerd, or add yourself to the docker group" >&2

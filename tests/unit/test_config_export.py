@@ -106,13 +106,13 @@ def test_an_exporter_list_sends_to_each(tmp_path):
 @pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
 def test_a_dead_collector_is_one_json_line_per_endpoint(tmp_path):
     port = closed_port()
-    # Two failed exports to the same traces endpoint before the exit flush fails a third time.
-    app = (
-        APP
-        + "trace.get_tracer_provider().force_flush()\n"
-        + APP
-        + "trace.get_tracer_provider().force_flush()\n"
+    # Every endpoint fails before exit (traces twice), and once more in the exit flush.
+    flush_all = (
+        "from opentelemetry._logs import get_logger_provider as logger_provider\n"
+        "for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), logger_provider()):\n"
+        "    provider.force_flush()\n"
     )
+    app = APP + "trace.get_tracer_provider().force_flush()\n" + APP + flush_all
     proc = _run_app(
         tmp_path,
         app,
