@@ -15,7 +15,7 @@ from .conftest import ROOT, TOOLS, assert_ok, load_yaml, missing, run
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
 VENDOR = ROOT / "compose" / "docker-compose.vendor.yml"
 ENV_FILE = ROOT / "compose" / ".env"
-# DESIGN.md "Versions" (the spec the pins in compose/.env must follow)
+# The versions the project chose (the spec the pins in compose/.env must follow)
 DESIGN_TAGS = {
     "COLLECTOR_IMAGE": "otel/opentelemetry-collector-contrib:0.159.0",
     "JAEGER_IMAGE": "jaegertracing/jaeger:2.20.0",

@@ -75,7 +75,7 @@ class Received:
 
 @contextmanager
 def otlp_receiver(port: int = 0) -> Iterator[tuple[Received, str]]:
-    """Serve until the block ends (on `port`, default any free one); yields what arrived and the endpoint URL."""
+    """Serve on `port` (default: a free one) until the block ends; yields what arrived and the URL."""
     state = Received()
 
     class Handler(BaseHTTPRequestHandler):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,7 @@ from nl2sql_observability.settings import load_settings
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from otlp_receiver import OtlpReceiver, closed_port, wait_until
+from otlp_receiver import otlp_receiver
 
 BIN = Path(sys.executable).parent
 INSTRUMENT = BIN / "opentelemetry-instrument"
@@ -40,6 +43,21 @@ for i in range({SPANS}):
         counter.add(1)
 logging.getLogger("app").warning("app finished")
 """
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -74,33 +92,33 @@ def _run_app(tmp_path: Path, app: str, **env: str) -> subprocess.CompletedProces
 
 @pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
 def test_an_app_that_exits_normally_delivers_everything(tmp_path):
-    with OtlpReceiver() as rx:
-        proc = _run_app(tmp_path, APP, OBSERVABILITY_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint)
+    with otlp_receiver() as (got, endpoint):
+        proc = _run_app(tmp_path, APP, OBSERVABILITY_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        got = rx.received
-        assert sorted(got.spans) == sorted(f"work {i}" for i in range(SPANS)), proc.stderr[-3000:]
-        assert [p.as_int for p in got.metrics["app.work"]] == [SPANS]
-        assert got.logs == ["app finished"]
+        names = sorted(s.name for s in got.spans)
+        assert names == sorted(f"work {i}" for i in range(SPANS)), proc.stderr[-3000:]
+        assert [p.as_int for _, p in got.points("app.work")] == [SPANS]
+        assert [body for body, *_ in got.logs] == ["app finished"]
     assert "can't create new thread" not in proc.stderr
 
 
 @pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
 def test_an_exporter_list_sends_to_each(tmp_path):
-    with OtlpReceiver() as rx:
+    with otlp_receiver() as (got, endpoint):
         proc = _run_app(
             tmp_path,
             APP,
             OBSERVABILITY_EXPORTER="none",
             OTEL_TRACES_EXPORTER="console,otlp",
-            OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         on_console = [
             json.loads(line)["name"] for line in proc.stdout.splitlines() if line.startswith('{"name"')
         ]
-        assert sorted(on_console) == sorted(rx.received.spans)
+        assert sorted(on_console) == sorted(s.name for s in got.spans)
         assert len(on_console) == SPANS
-        assert rx.received.metrics == {}  # metrics follow OBSERVABILITY_EXPORTER=none
+        assert got.metric_points == []  # metrics follow OBSERVABILITY_EXPORTER=none
 
 
 @pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
@@ -153,11 +171,11 @@ def test_dead_then_back_is_one_line_each(caplog):
     try:
         for _ in range(3):
             tracer.start_span("lost").end()
-        with OtlpReceiver(port) as rx:
+        with otlp_receiver(port) as (got, _):
             for _ in range(3):
                 tracer.start_span("kept").end()
-            wait_until(lambda: len(rx.received.spans) == 3, what="the spans after the receiver came back")
-        assert rx.received.spans == ["kept"] * 3
+            wait_until(lambda: len(got.spans) == 3, what="the spans after the receiver came back")
+        assert [s.name for s in got.spans] == ["kept"] * 3
     finally:
         provider.shutdown()
     ours = [r.getMessage() for r in caplog.records if r.name == "nl2sql_observability.export"]
