@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from otlp_receiver import otlp_receiver
+from test_distro_entrypoints import _env
 
 BIN = Path(sys.executable).parent
 INSTRUMENT = BIN / "opentelemetry-instrument"
@@ -60,29 +60,13 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str
         time.sleep(0.05)
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "OBSERVABILITY_")) and k != "PYTHONPATH"
-    }
-    env.update(
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        OBSERVABILITY_AUDIT_PATH=str(tmp_path / "audit" / "events.log"),
-        OTEL_BSP_SCHEDULE_DELAY="600000",
-        OTEL_BLRP_SCHEDULE_DELAY="600000",
-        OTEL_METRIC_EXPORT_INTERVAL="600000",
-    )
-    env.update(extra)
-    return env
-
-
 def _run_app(tmp_path: Path, app: str, **env: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "app.py"
     path.write_text(app)
     return subprocess.run(
         [str(INSTRUMENT), sys.executable, str(path)],
-        env=_env(tmp_path, **env),
+        # the queues are emptied only at exit
+        env=_env(tmp_path, OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_BLRP_SCHEDULE_DELAY="600000", **env),
         capture_output=True,
         text=True,
         timeout=120,
