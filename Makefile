@@ -23,7 +23,7 @@ help: ## list the targets
 # `; python_version < "3.11"`: what Python 3.10 needs instead). pyproject.toml holds the ranges.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[demo,dev]'
 	@touch $@
 

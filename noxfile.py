@@ -47,6 +47,11 @@ _found = [str(p) for v in PYTHONS for p in sorted(_pyenv.glob(f"{v}.*/bin"))[-1:
 os.environ["PATH"] = os.pathsep.join([*_found, os.environ.get("PATH", "")])
 
 
+def _pip(session: nox.Session) -> None:
+    """The locked pip: the pip 23 that Python 3.12.1's venv brings cannot resolve our ranges."""
+    session.install("-c", "constraints.txt", "--upgrade", "pip")
+
+
 def _run_unit(session: nox.Session) -> None:
     session.run("python", "--version")
     # `nox -s unit-3.12 -- tests/unit/test_x.py -k y` runs just those
@@ -57,6 +62,7 @@ def _run_unit(session: nox.Session) -> None:
 @nox.session(python=PYTHONS, name="unit")
 def unit(session: nox.Session) -> None:
     """The unit suite against the locked set."""
+    _pip(session)
     session.install("-c", "constraints.txt", "-e", ".[demo]", *TEST_TOOLS)
     _run_unit(session)
 
@@ -81,6 +87,7 @@ def lowest(session: nox.Session) -> None:
     constraints.write_text("\n".join(lowest_constraints()) + "\n")
     session.log("lower bounds: " + " ".join(lowest_constraints()))
     # Exact pins: a reused venv is moved to them whatever an earlier run installed.
+    _pip(session)
     session.install("-c", str(constraints), "-e", ".[demo]", *TEST_TOOLS)
     _run_unit(session)
 
@@ -163,6 +170,7 @@ def _smoke(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-2])
 def wheel(session: nox.Session) -> None:
     """The wheel with its demo extra, alone in a fresh venv: newest versions within our ranges."""
+    _pip(session)
     session.install(f"{_wheel()}[demo]")
     _smoke(session)
 
@@ -170,11 +178,10 @@ def wheel(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-2])
 def wheel_beside_app(session: nox.Session) -> None:
     """The wheel installed into an app that pins its own versions (within our ranges): they are kept."""
-    session.install(*APP_PINS)
-    session.install(f"{_wheel()}[demo]")
+    _pip(session)
+    session.install(*APP_PINS, f"{_wheel()}[demo]")  # one resolution, as from an app's requirements file
     for pin in APP_PINS:
         name, version = pin.split("==")
-        session.run(
-            "python", "-c", f"import importlib.metadata as m; assert m.version({name!r}) == {version!r}"
-        )
+        check = f"from importlib.metadata import version as v; assert v({name!r}) == {version!r}, v({name!r})"
+        session.run("python", "-c", check)
     _smoke(session)
