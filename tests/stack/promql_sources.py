@@ -88,6 +88,7 @@ SPAN_METRICS = {
         "tenant_id",
         "job",
         "instance",
+        "deployment_environment_name",
         "le",
     }
     for name in (
@@ -216,6 +217,35 @@ def selectors(ast: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(ast, list):
         for v in ast:
             yield from selectors(v)
+
+
+# An app service's data: what must never be aggregated across services or environments.
+SERVICE_KEYS = frozenset({"job", "deployment_environment_name"})
+# Aggregations that keep each series' labels (they pick series, they do not merge them).
+_SELECTING = {"topk", "bottomk", "limitk", "limit_ratio"}
+
+
+def is_app_metric(name: str) -> bool:
+    """A metric an app service sends (the contract's, or recorded from them), as opposed to the
+    collector's own or a scrape's `up`."""
+    return name in contract_metrics() or name.startswith("nl2sql:")
+
+
+def merging_aggregations(ast: Any) -> Iterator[tuple[str, list[str], bool, Any]]:
+    """(op, grouping, without, subtree) of every aggregation that merges series."""
+    if isinstance(ast, dict):
+        if ast.get("type") == "aggregation" and ast.get("op") not in _SELECTING:
+            yield (
+                ast.get("op", ""),
+                list(ast.get("grouping") or []),
+                bool(ast.get("without")),
+                ast.get("expr"),
+            )
+        for v in ast.values():
+            yield from merging_aggregations(v)
+    elif isinstance(ast, list):
+        for v in ast:
+            yield from merging_aggregations(v)
 
 
 def groupings(ast: Any) -> Iterator[str]:
