@@ -175,7 +175,9 @@ def _smoke(session: nox.Session) -> None:
     session.log("smoke run: 3 requests, 3 workflow spans exported")
 
 
-@nox.session(python=PYTHONS[-2])
+# reuse_venv=False: a fresh venv every run, whatever `nox -r` says (a reused one would keep an older
+# install of the same version).
+@nox.session(python=PYTHONS[-2], reuse_venv=False)
 def wheel(session: nox.Session) -> None:
     """The wheel with its demo extra, alone in a fresh venv: newest versions within our ranges."""
     _pip(session)
@@ -183,7 +185,7 @@ def wheel(session: nox.Session) -> None:
     _smoke(session)
 
 
-@nox.session(python=PYTHONS[-2])
+@nox.session(python=PYTHONS[-2], reuse_venv=False)
 def wheel_beside_app(session: nox.Session) -> None:
     """The wheel installed into an app that pins its own versions (within our ranges): they are kept."""
     _pip(session)
