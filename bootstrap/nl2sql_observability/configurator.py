@@ -94,7 +94,6 @@ class Telemetry:
     logger_provider: LoggerProvider
     settings: ObservabilitySettings
     network_exporters: list[Any] = field(default_factory=list)
-
     batch_processors: list[Any] = field(default_factory=list)
     _shut_down: bool = False
 
