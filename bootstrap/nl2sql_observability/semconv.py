@@ -30,6 +30,7 @@ TENANT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 # Span and metric attributes
 ERROR_TYPE: Final = "error.type"
 NODE_NAME: Final = "nl2sql.node.name"
+AUDIT_SINK: Final = "nl2sql.audit.sink"
 VALIDATION_OUTCOME: Final = "nl2sql.validation.outcome"
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
@@ -58,12 +59,14 @@ SQL_VALIDATIONS: Final = "nl2sql.sql.validations"
 LLM_TOKENS: Final = "nl2sql.llm.tokens"
 LLM_COST: Final = "nl2sql.llm.cost"
 LLM_UNPRICED_TOKENS: Final = "nl2sql.llm.unpriced_tokens"
+AUDIT_EVICTED_EVENTS: Final = "nl2sql.audit.evicted_events"
 GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 UNIT_SECONDS: Final = "s"
 UNIT_VALIDATION: Final = "{validation}"
 UNIT_TOKEN: Final = "{token}"
 UNIT_USD: Final = "{USD}"
+UNIT_EVENT: Final = "{event}"
 
 DURATION_METRICS: Final = (NODE_DURATION, REQUEST_DURATION, GEN_AI_CLIENT_OPERATION_DURATION)
 TOKEN_HISTOGRAMS: Final = (GEN_AI_CLIENT_TOKEN_USAGE,)

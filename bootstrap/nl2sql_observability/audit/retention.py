@@ -6,9 +6,10 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from nl2sql_observability import semconv as sc
 from nl2sql_observability.audit.events import format_timestamp
 
-EVICTED_EVENTS = "nl2sql.audit.evicted_events"
+EVICTED_EVENTS = sc.AUDIT_EVICTED_EVENTS
 _log = logging.getLogger("nl2sql_observability.audit")
 _counter: Any = None
 
@@ -42,9 +43,9 @@ def record_eviction(*, sink: str, path: object, events: int, oldest_kept: str | 
 
             _counter = metrics.get_meter("nl2sql_observability.audit").create_counter(
                 EVICTED_EVENTS,
-                unit="{event}",
+                unit=sc.UNIT_EVENT,
                 description="Audit events deleted before their retention ran out (disk cap or file count)",
             )
-        _counter.add(events, {"nl2sql.audit.sink": sink})
+        _counter.add(events, {sc.AUDIT_SINK: sink})
     except Exception:  # bookkeeping must never break a write
         _log.debug("recording an audit eviction failed", exc_info=True)
