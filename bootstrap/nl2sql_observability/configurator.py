@@ -67,8 +67,10 @@ from nl2sql_observability.exporthealth import (
 from nl2sql_observability.settings import (
     ConfigurationError,
     ObservabilitySettings,
-    check_all_settings,
+    current_settings,
+    load_all,
     load_settings,
+    use_settings,
 )
 
 __all__ = [
@@ -325,6 +327,9 @@ def configure(
     """Build the providers, install them globally, configure logging. Idempotent: a second call
     returns the first result. Returns None when `OTEL_SDK_DISABLED=true`.
 
+    Without `settings`, every setting is read once (`settings.load_all`, unless the distro did it
+    already) and kept for logging, the scrubber, the audit log, the price table and the instrumentor.
+
     Raises `ConfigurationError` (one message: variable, value, allowed values) on a bad setting."""
     global _configured
     with _lock:
@@ -332,8 +337,14 @@ def configure(
             return _configured
         if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
             return None
+        if settings is None:
+            tree = current_settings()
+            if tree is None:
+                tree = load_all()
+                use_settings(tree)
+            settings = tree.exporter
         telemetry = build_telemetry(
-            settings or check_all_settings(),
+            settings,
             extra_span_processors=extra_span_processors,
             extra_metric_readers=extra_metric_readers,
             shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones

@@ -2,9 +2,10 @@
 
 `opentelemetry-instrument` loads one distro (the one named by `OTEL_PYTHON_DISTRO`, else the first
 found), calls its `configure()`, then loads the configurators. Ours:
-- validates every setting first (`OBSERVABILITY_*` of the distro, logging, scrubber and audit log,
-  `OTEL_EXPORTER_OTLP_PROTOCOL`), so a bad value stops start-up with one message (exit status 2)
-  instead of a logged traceback or a warning at the first LLM call;
+- reads every setting once (`settings.load_all`: `OBSERVABILITY_*` of the distro, logging, scrubber,
+  audit log, instrumentor and price table, `OTEL_EXPORTER_OTLP_*`) and keeps the result for the
+  configurator, the instrumentor and the singletons, so a bad value stops start-up with one message
+  (exit status 2) instead of a logged traceback or a warning at the first LLM call;
 - defaults `OTEL_PYTHON_CONFIGURATOR=nl2sql_observability`, so our configurator is the one that runs
   even when another package (e.g. `opentelemetry-distro`) registers a `configurator` entry point.
   It does not depend on `opentelemetry-distro`. If another distro is installed too, set
@@ -19,7 +20,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from nl2sql_observability.settings import ConfigurationError, check_all_settings
+from nl2sql_observability.settings import ConfigurationError, load_all, use_settings
 
 __all__ = ["ENTRY_POINT_NAME", "Nl2sqlDistro"]
 
@@ -31,10 +32,11 @@ class Nl2sqlDistro(BaseDistro):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            check_all_settings()
+            settings = load_all()
         except ConfigurationError as exc:
             from nl2sql_observability.configurator import fail_startup
 
             fail_startup(exc)
+        use_settings(settings)  # the configurator and the instrumentor take theirs from it
         if not os.environ.get("OTEL_PYTHON_CONFIGURATOR", "").strip():
             os.environ["OTEL_PYTHON_CONFIGURATOR"] = ENTRY_POINT_NAME

@@ -23,27 +23,29 @@ from opentelemetry.trace import get_current_span
 from pythonjsonlogger.json import JsonFormatter
 
 from nl2sql_observability import context as _tenant
+from nl2sql_observability.log_settings import (
+    LogSettings,
+    LogSettingsError,
+    load_log_settings,
+    open_log_file,
+    parse_level,
+)
 from nl2sql_observability.scrubbing import scrub_capped, scrub_value_capped
-from nl2sql_observability.settings import load_settings
+from nl2sql_observability.settings import ObservabilitySettings, current_settings, load_settings
 
 __all__ = [
     "ContextJsonFormatter",
     "ContextTextFormatter",
     "LogSettingsError",
-    "check_log_settings",
     "configure_logging",
     "context_fields",
 ]
 
-ENV_FORMAT = "OBSERVABILITY_LOG_FORMAT"
-ENV_LEVEL = "OBSERVABILITY_LOG_LEVEL"
-ENV_STREAM = "OBSERVABILITY_LOG_STREAM"
 # opentelemetry-instrumentation-logging's switch for attaching its own (unscrubbed) handler.
 ENV_OTEL_LOG_AUTO = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
 _ENV_OTEL_LOG_AUTO_OWNER = "NL2SQL_OBS_LOG_HANDLER_PID"
 
 _TAG = "_nl2sql_obs_handler"
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Attributes of a LogRecord that are not `extra=` fields.
 _RESERVED = frozenset(
@@ -68,10 +70,6 @@ _CONTRACT_KEYS = (
     "exception",
     "stack",
 )
-
-
-class LogSettingsError(ValueError):
-    """A logging setting is invalid; the message names the variable, the value and the choices."""
 
 
 def _service_name() -> str:
@@ -264,50 +262,32 @@ def _foreign_otel_handlers(root: logging.Logger) -> list[logging.Handler]:
     return [h for h in root.handlers if isinstance(h, tuple(classes)) and not getattr(h, _TAG, None)]
 
 
-def _resolve_json(json_format: bool | None) -> bool:
+def _resolve_json(json_format: bool | None, log: LogSettings, exporter: ObservabilitySettings) -> bool:
     if json_format is not None:
         return json_format
-    value = os.environ.get(ENV_FORMAT, "auto").strip().lower() or "auto"
-    if value not in ("auto", "json", "text"):
-        raise LogSettingsError(f"{ENV_FORMAT}={value!r} is not valid; allowed: auto, json, text")
-    if value == "auto":
-        return load_settings().exporter == "otlp"
-    return value == "json"
+    if log.format == "auto":
+        return exporter.exporter == "otlp"
+    return log.format == "json"
 
 
-def _resolve_level(level: int | str | None) -> int:
-    source = "level"
+def _resolve_level(level: int | str | None, log: LogSettings) -> int:
     if level is None:
-        level = os.environ.get(ENV_LEVEL, "INFO").strip() or "INFO"
-        source = ENV_LEVEL
+        return log.level_number
     if isinstance(level, int):
         return level
-    name = level.upper()
-    if name == "WARN":
-        name = "WARNING"
-    if name not in _LEVELS:
-        raise LogSettingsError(f"{source}={level!r} is not valid; allowed: {', '.join(_LEVELS)}")
-    return int(logging.getLevelName(name))
+    return int(logging.getLevelName(parse_level(level, "level")))
 
 
-def _resolve_stream(stream: IO[str] | None) -> logging.Handler | None:
+def _resolve_stream(stream: IO[str] | None, log: LogSettings) -> logging.Handler | None:
     """The console handler: stdout, stderr, `none` (no console lines: OTLP only) or `file:PATH`
     (appended to, created owner-only)."""
     if stream is not None:
         return logging.StreamHandler(stream)
-    raw = os.environ.get(ENV_STREAM, "stdout").strip() or "stdout"
-    value = raw.lower()
-    if value in ("stdout", "stderr"):
-        return logging.StreamHandler(sys.stdout if value == "stdout" else sys.stderr)
-    if value == "none":
+    if log.stream in ("stdout", "stderr"):
+        return logging.StreamHandler(sys.stdout if log.stream == "stdout" else sys.stderr)
+    if log.stream == "none":
         return None
-    if value.startswith("file:") and raw[5:]:
-        try:  # created 0600 (log lines may name tenants and users); an existing file is appended to
-            os.close(os.open(raw[5:], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-            return logging.FileHandler(raw[5:], mode="a", encoding="utf-8")
-        except OSError as exc:
-            raise LogSettingsError(f"{ENV_STREAM}={raw!r}: cannot open the file: {exc.strerror}") from None
-    raise LogSettingsError(f"{ENV_STREAM}={raw!r} is not valid; allowed: stdout, stderr, none, file:PATH")
+    return open_log_file(log.stream)
 
 
 def _claim_otel_log_handler() -> bool:
@@ -327,15 +307,6 @@ def _claim_otel_log_handler() -> bool:
     return True
 
 
-def check_log_settings() -> None:
-    """Validate the `OBSERVABILITY_LOG_*` variables; raises `LogSettingsError` for a bad one."""
-    _resolve_json(None)
-    _resolve_level(None)
-    handler = _resolve_stream(None)
-    if isinstance(handler, logging.FileHandler):
-        handler.close()
-
-
 def configure_logging(
     *,
     json_format: bool | None = None,
@@ -344,11 +315,15 @@ def configure_logging(
 ) -> None:
     """Configure the root logger; idempotent. `json_format=None` means: JSON when OBSERVABILITY_EXPORTER=otlp
     (`OBSERVABILITY_LOG_FORMAT=json|text` overrides). `level=None`: `OBSERVABILITY_LOG_LEVEL` (INFO).
-    Raises `LogSettingsError` (naming the variable, value and choices) for a bad setting."""
-    use_json = _resolve_json(json_format)
-    resolved_level = _resolve_level(level)
-    out = _resolve_stream(stream)
-    otlp = "otlp" in load_settings().exporters_for("logs")
+    The settings come from the tree `configure()` loaded; only without it they are read from the
+    environment here. Raises `LogSettingsError` (naming the variable, value and choices) for a bad setting."""
+    tree = current_settings()
+    log = tree.logging if tree is not None else load_log_settings()
+    exporter = tree.exporter if tree is not None else load_settings()
+    use_json = _resolve_json(json_format, log, exporter)
+    resolved_level = _resolve_level(level, log)
+    out = _resolve_stream(stream, log)
+    otlp = "otlp" in exporter.exporters_for("logs")
 
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _TAG, None)]:

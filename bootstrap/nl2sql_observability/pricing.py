@@ -11,7 +11,7 @@ defaults and win over them:
 A model matches its own name, or its name with a release suffix (`-2024-08-06`, `-20250514`,
 `-latest`); never another model's prefix (`gpt-4o` does not price `gpt-4o-mini`). A model with no
 price gets no cost: `nl2sql.llm.unpriced_tokens` counts its tokens, so the gap shows and is never
-guessed. A bad file stops start-up (`check_all_settings`) with one line naming the variable, the
+guessed. A bad file stops start-up (`settings.load_all`) with one line naming the variable, the
 file and the problem. On the hot path nothing raises: lookups are cached per model.
 """
 
@@ -29,13 +29,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nl2sql_observability.settings import ConfigurationError
+
 __all__ = [
     "CURRENCY",
     "PRICES_FILE_ENV",
     "ModelPrice",
     "PriceTable",
     "PriceTableError",
-    "check_prices_file",
     "load_price_table",
     "price_table",
     "use_price_table",
@@ -52,7 +53,7 @@ _CACHE_MAX = 1024
 _RELEASE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
-class PriceTableError(ValueError):
+class PriceTableError(ConfigurationError):
     """The prices file is unusable; the message names the variable, the file and the problem."""
 
 
@@ -156,20 +157,21 @@ def load_price_table(environ: Mapping[str, str] | None = None) -> PriceTable:
     return PriceTable(prices)
 
 
-def check_prices_file() -> None:
-    """Start-up check (`check_all_settings`): raise `PriceTableError` if the prices file is bad."""
-    load_price_table()
-
-
 _table: PriceTable | None = None
 
 
 def price_table() -> PriceTable:
-    """The process's table, loaded on first use. Never raises: if the file turned bad after the
-    start-up check, every model is unpriced (visible in `nl2sql.llm.unpriced_tokens`) and one
-    warning is logged, rather than a price being guessed."""
+    """The process's table: the one of the settings `configure()` loaded, else loaded on first use.
+    Never raises: if the file is bad (library use, no start-up check), every model is unpriced
+    (visible in `nl2sql.llm.unpriced_tokens`) and one warning is logged, rather than a price guessed."""
     global _table
     if _table is None:
+        from nl2sql_observability.settings import current_settings
+
+        tree = current_settings()
+        if tree is not None:
+            _table = tree.pricing
+            return _table
         try:
             _table = load_price_table()
         except Exception as exc:

@@ -24,8 +24,9 @@ Empty values count as unset (as in the OTel spec). Values are case-insensitive.
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
@@ -33,7 +34,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nl2sql_observability import semconv as sc
 
-__all__ = ["ConfigurationError", "ObservabilitySettings", "check_all_settings", "load_settings"]
+if TYPE_CHECKING:
+    from nl2sql_observability.audit.settings import AuditSettings
+    from nl2sql_observability.autoinstrument.settings import InstrumentorSettings
+    from nl2sql_observability.log_settings import LogSettings
+    from nl2sql_observability.pricing import PriceTable
+    from nl2sql_observability.scrubbing import Scrubber
+    from nl2sql_observability.scrubbing.settings import ScrubSettings
+
+__all__ = [
+    "ConfigurationError",
+    "ObservabilitySettings",
+    "Settings",
+    "current_settings",
+    "load_all",
+    "load_settings",
+    "setting_names",
+    "use_settings",
+]
 
 ExporterName = Literal["otlp", "console", "none"]
 Protocol = Literal["grpc", "http/protobuf"]
@@ -47,10 +65,13 @@ _ENDPOINT_HINT = (
 
 
 _PREFIX = "invalid observability configuration: "
+_T = TypeVar("_T")
 
 
 class ConfigurationError(ValueError):
-    """A setting has a bad value. The message names the variable, the value and the allowed values."""
+    """A setting has a bad value. The message names the variable, the value and the allowed values.
+    The one error type of every setting: each section's error (logging, scrubber, audit log,
+    instrumentor, price table) is a subclass."""
 
 
 class ObservabilitySettings(BaseSettings):
@@ -220,44 +241,97 @@ def _from_mapping(values: Mapping[str, str]) -> ObservabilitySettings:
     return ObservabilitySettings.model_validate(data)
 
 
-def check_all_settings() -> ObservabilitySettings:
-    """Validate every setting of the package at start-up: the distro's, logging's
-    (`OBSERVABILITY_LOG_*`), the scrubber's (`OBSERVABILITY_SCRUB_*`), the audit log's
-    (`OBSERVABILITY_AUDIT_*`) and the price table (`OBSERVABILITY_PRICES_FILE`).
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the package, read once (`load_all`): the distro's exporter settings, logging,
+    the scrubber (with the scrubber built from it, its patterns compiled and probed once), the audit
+    log (its path resolved), the zero-code instrumentor and the LLM price table."""
+
+    exporter: ObservabilitySettings
+    logging: LogSettings
+    scrub: ScrubSettings
+    scrubber: Scrubber
+    audit: AuditSettings
+    instrumentor: InstrumentorSettings
+    pricing: PriceTable
+
+
+def load_all() -> Settings:
+    """Read and check every setting of the package from the environment: `OBSERVABILITY_*` and
+    `OTEL_EXPORTER_OTLP_*` of the distro, `OBSERVABILITY_LOG_*`, `OBSERVABILITY_SCRUB_*`,
+    `OBSERVABILITY_AUDIT_*`, the instrumentor's and `OBSERVABILITY_PRICES_FILE`.
     Raises one `ConfigurationError` that lists each bad variable."""
-    from nl2sql_observability.audit.settings import AuditConfigError, load_audit_settings
-    from nl2sql_observability.autoinstrument.settings import (
-        InstrumentorConfigError,
-        load_instrumentor_settings,
-    )
-    from nl2sql_observability.logs import LogSettingsError, check_log_settings
-    from nl2sql_observability.pricing import PriceTableError, check_prices_file
-    from nl2sql_observability.scrubbing import ScrubConfigError, load_scrubber
+    # Imported here: each section's module imports `ConfigurationError` from this one.
+    from nl2sql_observability.audit.settings import load_audit_settings
+    from nl2sql_observability.autoinstrument.settings import load_instrumentor_settings
+    from nl2sql_observability.log_settings import load_log_settings
+    from nl2sql_observability.pricing import load_price_table
+    from nl2sql_observability.scrubbing.settings import load_scrub_settings
 
     problems: list[str] = []
-    settings: ObservabilitySettings | None = None
-    try:
-        settings = load_settings()
-    except ConfigurationError as exc:
-        problems.append(str(exc).removeprefix(_PREFIX))
-    for check in (
-        check_log_settings,
-        load_scrubber,
-        load_audit_settings,
-        load_instrumentor_settings,
-        check_prices_file,
-    ):
+
+    def section(load: Callable[[], _T]) -> _T | None:
         try:
-            check()
-        except (
-            ConfigurationError,
-            LogSettingsError,
-            ScrubConfigError,
-            AuditConfigError,
-            InstrumentorConfigError,
-            PriceTableError,
-        ) as exc:
+            return load()
+        except ConfigurationError as exc:
             problems.append(str(exc).removeprefix(_PREFIX))
-    if problems or settings is None:
+            return None
+
+    exporter = section(load_settings)
+    logging = section(load_log_settings)
+    scrub = section(load_scrub_settings)
+    scrubber = section(scrub.build) if scrub is not None else None
+    audit = section(load_audit_settings)
+    instrumentor = section(load_instrumentor_settings)
+    pricing = section(load_price_table)
+    if (
+        problems
+        or exporter is None
+        or logging is None
+        or scrub is None
+        or scrubber is None
+        or audit is None
+        or instrumentor is None
+        or pricing is None
+    ):
         raise ConfigurationError(_PREFIX + "; ".join(dict.fromkeys(problems)))
-    return settings
+    audit = audit.model_copy(update={"path": audit.resolved_path()})  # XDG_DATA_HOME read now, once
+    return Settings(exporter, logging, scrub, scrubber, audit, instrumentor, pricing)
+
+
+_current: Settings | None = None
+
+
+def current_settings() -> Settings | None:
+    """The settings `configure()` (or the distro) loaded; None when neither ran (library use)."""
+    return _current
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make `settings` the process's settings: the scrubber, the audit log, the price table, logging
+    and the instrumentor take their section from it from now on and never read the environment.
+    None: back to reading the environment on first use."""
+    global _current
+    from nl2sql_observability.audit import set_audit_log
+    from nl2sql_observability.pricing import use_price_table
+    from nl2sql_observability.scrubbing import set_scrubber
+
+    _current = settings
+    set_scrubber(None)  # the singletons are rebuilt from the new settings on their next use
+    set_audit_log(None)
+    use_price_table(None)
+
+
+def setting_names() -> list[str]:
+    """Every environment variable `load_all` reads, from the models' prefixes and aliases."""
+    from nl2sql_observability.audit.settings import AuditSettings
+    from nl2sql_observability.autoinstrument.settings import InstrumentorSettings
+    from nl2sql_observability.log_settings import LogSettings
+    from nl2sql_observability.pricing import PRICES_FILE_ENV
+    from nl2sql_observability.scrubbing.settings import ScrubSettings
+
+    names = [_env_name(field) for field in ObservabilitySettings.model_fields]
+    for model in (LogSettings, ScrubSettings, AuditSettings, InstrumentorSettings):
+        prefix = str(model.model_config.get("env_prefix", ""))
+        names += [f"{prefix}{field}".upper() for field in model.model_fields]
+    return [*names, PRICES_FILE_ENV]

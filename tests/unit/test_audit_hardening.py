@@ -19,7 +19,7 @@ from nl2sql_observability.audit import AuditLog, AuditSettings, Filters
 from nl2sql_observability.audit.events import build_event, encode_line, format_timestamp
 from nl2sql_observability.audit.sinks import JsonlFileSink, SqliteSink, rotated_paths
 from nl2sql_observability.cli import main as cli_main
-from nl2sql_observability.settings import ConfigurationError, check_all_settings
+from nl2sql_observability.settings import ConfigurationError, load_all
 
 CLI = "import sys; from nl2sql_observability.cli import main; sys.exit(main())"
 
@@ -333,12 +333,12 @@ def test_the_disk_cap_deletes_early_and_logs_and_counts_it(
 def test_retention_settings_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OBSERVABILITY_AUDIT_RETENTION", "forever")
     with pytest.raises(ConfigurationError) as exc:
-        check_all_settings()
+        load_all()
     assert "OBSERVABILITY_AUDIT_RETENTION='forever'" in str(exc.value)
     monkeypatch.setenv("OBSERVABILITY_AUDIT_RETENTION", "7d")
     monkeypatch.setenv("OBSERVABILITY_AUDIT_MAX_DISK_BYTES", "1000")
     with pytest.raises(ConfigurationError) as exc:
-        check_all_settings()
+        load_all()
     assert "OBSERVABILITY_AUDIT_MAX_DISK_BYTES=1000 must be 0 (no cap) or at least twice" in str(exc.value)
 
 

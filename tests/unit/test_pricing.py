@@ -19,7 +19,7 @@ from nl2sql_observability.pricing import (
     load_price_table,
     use_price_table,
 )
-from nl2sql_observability.settings import ConfigurationError, check_all_settings
+from nl2sql_observability.settings import ConfigurationError, load_all
 
 CTX = UserContext(tenant_id="acme", user_id="u-1", session_id="s-1")
 
@@ -136,7 +136,7 @@ def test_a_bad_file_gives_one_line_naming_variable_file_and_problem(
     # and start-up stops with it
     monkeypatch.setenv(pricing.PRICES_FILE_ENV, str(path))
     with pytest.raises(ConfigurationError) as startup:
-        check_all_settings()
+        load_all()
     assert problem in str(startup.value)
 
 

@@ -17,7 +17,7 @@ from nl2sql_observability.scrubbing import (
     load_scrubber,
     set_scrubber,
 )
-from nl2sql_observability.settings import ConfigurationError, check_all_settings
+from nl2sql_observability.settings import ConfigurationError, load_all
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -74,7 +74,7 @@ def test_a_catastrophic_user_pattern_is_refused_at_start_up(monkeypatch: pytest.
         load_scrubber()
     assert "OBSERVABILITY_SCRUB_EXTRA_PATTERNS: '(a|aa)+$' takes longer than" in str(exc.value)
     with pytest.raises(ConfigurationError) as startup:
-        check_all_settings()
+        load_all()
     assert "'(a|aa)+$'" in str(startup.value)
 
 
@@ -106,7 +106,7 @@ def test_an_allow_list_entry_matching_everything_is_refused_at_start_up(
 ) -> None:
     monkeypatch.setenv("OBSERVABILITY_SCRUB_ALLOW", allow)
     with pytest.raises(ConfigurationError) as exc:
-        check_all_settings()
+        load_all()
     assert "OBSERVABILITY_SCRUB_ALLOW" in str(exc.value)
     assert "matches any value" in str(exc.value)
 

@@ -11,10 +11,12 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from nl2sql_observability.settings import ConfigurationError
+
 ENV_PREFIX = "OBSERVABILITY_AUDIT_"
 
 
-class AuditConfigError(ValueError):
+class AuditConfigError(ConfigurationError):
     """An audit setting is invalid; the message names the variable, the value and what is allowed."""
 
 

@@ -53,6 +53,11 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         global _handler, _hook, _wrapped_pregel
         settings = kwargs.get("settings")
         if not isinstance(settings, InstrumentorSettings):
+            from nl2sql_observability.settings import current_settings
+
+            tree = current_settings()
+            settings = tree.instrumentor if tree is not None else None
+        if not isinstance(settings, InstrumentorSettings):
             try:
                 settings = load_instrumentor_settings()
             except InstrumentorConfigError as exc:  # the distro stops start-up on it before we get here

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from nl2sql_observability.settings import ConfigurationError
+
 __all__ = ["InstrumentorConfigError", "InstrumentorSettings", "load_instrumentor_settings"]
 
 ENV_PREFIX = "OBSERVABILITY_"
@@ -16,7 +18,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 _DEFAULT_VALIDATORS = ("validate_sql", "validate_query", "check_sql", "check_query")
 
 
-class InstrumentorConfigError(ValueError):
+class InstrumentorConfigError(ConfigurationError):
     """A setting of the instrumentor is invalid; the message names the variable, value and what is allowed."""
 
 

@@ -17,7 +17,7 @@ from nl2sql_observability.scrubbing._rules import MARKER_RE, marker
 from nl2sql_observability.scrubbing._scrubber import Scrubber, ScrubConfigError
 from nl2sql_observability.scrubbing._stream import scrub_stream
 from nl2sql_observability.scrubbing.exporters import ScrubbingSpanExporter, scrub_span
-from nl2sql_observability.scrubbing.settings import ScrubSettings, load_scrubber
+from nl2sql_observability.scrubbing.settings import ScrubSettings, load_scrub_settings, load_scrubber
 
 __all__ = [
     "MARKER_RE",
@@ -27,6 +27,7 @@ __all__ = [
     "ScrubbingSpanExporter",
     "cap_text",
     "get_scrubber",
+    "load_scrub_settings",
     "load_scrubber",
     "marker",
     "scrub",
@@ -44,13 +45,20 @@ _scrubber: Scrubber | None = None
 
 
 def get_scrubber() -> Scrubber:
-    """The process-wide scrubber, built on first use from the environment."""
+    """The process-wide scrubber: the one of the settings `configure()` loaded, else built on first
+    use from the environment."""
     global _scrubber
     current = _scrubber
     if current is not None:
         return current
     with _lock:
         if _scrubber is None:
+            from nl2sql_observability.settings import current_settings
+
+            tree = current_settings()
+            if tree is not None:
+                _scrubber = tree.scrubber
+                return _scrubber
             try:
                 _scrubber = load_scrubber()
             except ScrubConfigError as exc:
@@ -60,7 +68,8 @@ def get_scrubber() -> Scrubber:
 
 
 def set_scrubber(scrubber: Scrubber | None) -> None:
-    """Replace the process-wide scrubber (`None`: rebuild from the environment on next use)."""
+    """Replace the process-wide scrubber (`None`: rebuild from the settings, else the environment,
+    on next use)."""
     global _scrubber
     with _lock:
         _scrubber = scrubber

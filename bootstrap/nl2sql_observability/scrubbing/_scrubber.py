@@ -20,6 +20,7 @@ from nl2sql_observability.scrubbing._rules import (
     marker,
 )
 from nl2sql_observability.scrubbing._timed import PatternError, TimedPattern
+from nl2sql_observability.settings import ConfigurationError
 
 _log = logging.getLogger("nl2sql_observability.scrubbing")
 
@@ -38,7 +39,7 @@ _ALLOW_PROBES = (
 )
 
 
-class ScrubConfigError(ValueError):
+class ScrubConfigError(ConfigurationError):
     """A scrubbing setting is invalid; the message names the variable, the value and the problem."""
 
 

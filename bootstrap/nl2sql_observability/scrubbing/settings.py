@@ -43,8 +43,13 @@ _EXPECTED = {
 
 def load_scrubber() -> Scrubber:
     """Build the scrubber from the environment; raises `ScrubConfigError` naming the bad variable."""
+    return load_scrub_settings().build()
+
+
+def load_scrub_settings() -> ScrubSettings:
+    """Read the settings (the patterns are checked by `ScrubSettings.build`); raises `ScrubConfigError`."""
     try:
-        settings = ScrubSettings()
+        return ScrubSettings()
     except ValidationError as exc:
         problems: dict[str, str] = {}
         for err in exc.errors():
@@ -60,4 +65,3 @@ def load_scrubber() -> Scrubber:
             f"{ENV_PREFIX}{field.upper()}: not valid JSON (expected a JSON list or object):"
             f" {exc.__cause__ or exc}"
         ) from None
-    return settings.build()
