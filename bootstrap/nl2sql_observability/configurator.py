@@ -337,14 +337,8 @@ def configure(
             return _configured
         if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
             return None
-        if settings is None:
-            tree = current_settings()
-            if tree is None:
-                tree = load_all()
-                use_settings(tree)
-            settings = tree.exporter
         telemetry = build_telemetry(
-            settings,
+            settings or _startup_settings(),
             extra_span_processors=extra_span_processors,
             extra_metric_readers=extra_metric_readers,
             shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones
@@ -362,6 +356,16 @@ def configure(
         except Exception:  # pragma: no cover - logging setup must not stop the app
             _log.warning("nl2sql_observability: logging setup failed", exc_info=True)
     return telemetry
+
+
+def _startup_settings() -> ObservabilitySettings:
+    """The exporter section of the settings tree: the one the distro loaded (not validated twice),
+    else every setting read now and kept for the other modules."""
+    tree = current_settings()
+    if tree is None:
+        tree = load_all()
+        use_settings(tree)
+    return tree.exporter
 
 
 class Nl2sqlConfigurator(_BaseConfigurator):

@@ -157,3 +157,37 @@ def test_the_settings_module_imports_no_section_at_import_time() -> None:
     source = Path(tree_module.__file__).read_text(encoding="utf-8")
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert not [line for line in top_level if "nl2sql_observability" in line and "semconv" not in line]
+
+
+def test_the_configurator_takes_the_tree_the_distro_loaded(
+    monkeypatch: pytest.MonkeyPatch, no_tree: None
+) -> None:
+    from nl2sql_observability import configurator
+    from nl2sql_observability.distro import Nl2sqlDistro
+
+    monkeypatch.setenv("OTEL_PYTHON_CONFIGURATOR", "nl2sql_observability")  # restored afterwards
+    monkeypatch.setenv("OBSERVABILITY_ENVIRONMENT", "from-the-distro")
+    Nl2sqlDistro()._configure()
+    tree = current_settings()
+    assert tree is not None
+    assert tree.exporter.environment == "from-the-distro"
+
+    def read_again() -> None:
+        raise AssertionError("the settings were read a second time")
+
+    monkeypatch.setattr(configurator, "load_all", read_again)
+    monkeypatch.setenv("OBSERVABILITY_ENVIRONMENT", "changed")
+    assert configurator._startup_settings() is tree.exporter
+
+
+def test_without_the_distro_configure_reads_the_tree_once_and_keeps_it(
+    monkeypatch: pytest.MonkeyPatch, no_tree: None
+) -> None:
+    from nl2sql_observability import configurator
+
+    monkeypatch.setenv("OBSERVABILITY_ENVIRONMENT", "direct")
+    exporter = configurator._startup_settings()
+    tree = current_settings()
+    assert tree is not None
+    assert tree.exporter is exporter
+    assert exporter.environment == "direct"
