@@ -628,18 +628,19 @@ class LlmCall:
             if count is None:
                 continue
             ins.token_usage.record(count, ins.attrs(*base, (sc.GEN_AI_TOKEN_TYPE, token_type)))
-            ins.llm_tokens.add(
-                count,
-                ins.attrs(
-                    (sc.GEN_AI_TOKEN_TYPE, token_type),
-                    (sc.GEN_AI_REQUEST_MODEL, self.model),
-                    (sc.GEN_AI_PROVIDER_NAME, self.provider),
-                    (sc.TENANT_ID, self.tenant),
-                    (sc.NODE_NAME, self.node),
-                ),
-            )
+            ins.llm_tokens.add(count, self._token_attrs(ins, token_type))
         _audit(self, elapsed)
         self._record_cost(ins, span)  # last: a broken price table costs nothing else
+
+    def _token_attrs(self, ins: _Instruments, token_type: str) -> dict[str, str]:
+        """Attributes of `nl2sql.llm.tokens` and `nl2sql.llm.unpriced_tokens`."""
+        return ins.attrs(
+            (sc.GEN_AI_TOKEN_TYPE, token_type),
+            (sc.GEN_AI_REQUEST_MODEL, self.model),
+            (sc.GEN_AI_PROVIDER_NAME, self.provider),
+            (sc.TENANT_ID, self.tenant),
+            (sc.NODE_NAME, self.node),
+        )
 
     def _record_cost(self, ins: _Instruments, span: Span) -> None:
         """`nl2sql.llm.cost` and `gen_ai.usage.cost.*` from the price table (cached per model), or
@@ -652,16 +653,7 @@ class LlmCall:
         if price is None:
             for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
                 if count:
-                    ins.unpriced_tokens.add(
-                        count,
-                        ins.attrs(
-                            (sc.GEN_AI_TOKEN_TYPE, token_type),
-                            (sc.GEN_AI_REQUEST_MODEL, self.model),
-                            (sc.GEN_AI_PROVIDER_NAME, self.provider),
-                            (sc.TENANT_ID, self.tenant),
-                            (sc.NODE_NAME, self.node),
-                        ),
-                    )
+                    ins.unpriced_tokens.add(count, self._token_attrs(ins, token_type))
             return
         cost = price.cost(max(self.input_tokens or 0, 0), max(self.output_tokens or 0, 0))
         span.set_attribute(sc.GEN_AI_USAGE_COST_AMOUNT, cost)
