@@ -17,7 +17,13 @@ import pytest
 from nl2sql_observability import audit
 from nl2sql_observability.audit import AuditLog, AuditSettings, record_llm_call, set_audit_log
 from nl2sql_observability.audit.events import build_event, decode_line, format_timestamp
-from nl2sql_observability.audit.sinks import JsonlFileSink, SqliteSink, iter_file_events, rotated_paths
+from nl2sql_observability.audit.sinks import (
+    JsonlFileSink,
+    SqliteSink,
+    iter_file_events,
+    rotated_paths,
+    snapshot_files,
+)
 from nl2sql_observability.cli import main as cli_main
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -44,9 +50,16 @@ def _event(**overrides: object) -> dict[str, object]:
 
 
 def _all_lines(path: Path) -> list[bytes]:
+    """Every line of the log and its rotated files, read like the CLI reads them: from the readers'
+    snapshot under the writers' lock (an unlocked listing races a writer that is rotating)."""
     lines: list[bytes] = []
-    for file in rotated_paths(path):
-        lines.extend(file.read_bytes().splitlines(keepends=True))
+    files = snapshot_files(path)
+    try:
+        for _, handle, size in files:
+            lines.extend(handle.read(size).splitlines(keepends=True))
+    finally:
+        for _, handle, _ in files:
+            handle.close()
     return lines
 
 
