@@ -2,6 +2,8 @@
 
 - `unit-3.10` ... `unit-3.13`: the package with its demo extra, locked by constraints.txt, on each
   Python that `requires-python` allows.
+- `future`: the unit suite once more with the clock a year ahead for the whole process tree (libfaketime,
+  Debian's `faketime`), so a test that depends on today's date fails the day it is written.
 - `lowest`: exactly the lower bound of every runtime and demo dependency, read from pyproject.toml,
   on the oldest Python: the ranges promise these versions work.
 - `package`, `wheel`, `wheel_beside_app` (`make package`): build the sdist and wheel, check them, install
@@ -35,7 +37,7 @@ PACKAGE = ROOT / "bootstrap" / "nl2sql_observability"
 # An app with its own pins, older than our locked set and inside our ranges.
 APP_PINS = ["opentelemetry-sdk==1.42.0", "pydantic==2.11.7", "langchain-core==1.5.0"]
 
-nox.options.sessions = [*(f"unit-{v}" for v in PYTHONS), "lowest"]
+nox.options.sessions = [*(f"unit-{v}" for v in PYTHONS), "lowest", "future"]
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 nox.options.default_venv_backend = "venv"
 
@@ -63,6 +65,25 @@ def unit(session: nox.Session) -> None:
     _pip(session)
     session.install("-c", "constraints.txt", "-e", ".[demo,test]")
     _run_unit(session)
+
+
+# libfaketime moves the wall clock of every process that loads it (subprocesses inherit LD_PRELOAD and
+# FAKETIME); monotonic clocks stay real, so timeouts and polling still measure real time.
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+FUTURE_OFFSET = "+365d"
+
+
+@nox.session(python=PYTHONS[1])
+def future(session: nox.Session) -> None:
+    """The unit suite with the wall clock a year ahead: no test may depend on today's date."""
+    if not LIBFAKETIME.exists():
+        session.error(f"{LIBFAKETIME} is missing: install Debian's faketime (scripts/ci-prerequisites.sh does)")
+    _pip(session)
+    session.install("-c", "constraints.txt", "-e", ".[demo,test]")
+    env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": FUTURE_OFFSET, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    session.run("python", "-c", "import datetime; print('the tests run at', datetime.datetime.now().isoformat())", env=env)
+    tests = session.posargs or ["tests/unit"]
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
 
 
 def lowest_constraints() -> list[str]:

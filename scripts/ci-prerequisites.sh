@@ -12,6 +12,8 @@ command -v docker >/dev/null 2>&1 || need_apt+=(docker.io)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)  # `make lint` checks scripts/
+# `make unit` runs the unit suite once more a year ahead (nox session `future`, libfaketime)
+[[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need_apt+=(faketime)
 # the integration test of `make up` builds a stand-in Go image around a static shell
 [[ -x /bin/busybox ]] || need_apt+=(busybox-static)
 if ((${#need_apt[@]})); then

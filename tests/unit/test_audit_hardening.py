@@ -43,6 +43,11 @@ def _event(**overrides: object) -> dict[str, object]:
     return build_event(**fields)  # type: ignore[arg-type]
 
 
+def _days_ago(days: float) -> datetime:
+    """A start time relative to the test's clock: no test may depend on today's date."""
+    return datetime.now(timezone.utc) - timedelta(days=days)
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -132,7 +137,7 @@ def test_search_reads_only_the_newest_files_it_needs(tmp_path: Path, monkeypatch
 
     path = tmp_path / "events.log"
     sink = JsonlFileSink(path, max_bytes=3000)
-    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    start = _days_ago(3)  # 300 events, 10 minutes apart: all inside the 30-day retention
     for i in range(300):
         sink.write(_event(session_id=str(i), timestamp=format_timestamp(start + timedelta(minutes=10 * i))))
     sink.close()
@@ -154,8 +159,9 @@ def test_search_reads_only_the_newest_files_it_needs(tmp_path: Path, monkeypatch
 def test_sqlite_search_pushes_the_limit_into_sql(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     sink = SqliteSink(path)
+    start = _days_ago(1)
     for i in range(50):
-        sink.write(_event(session_id=str(i), timestamp=f"2026-11-01T00:00:{i:02d}.000Z"))
+        sink.write(_event(session_id=str(i), timestamp=format_timestamp(start + timedelta(seconds=i))))
     statements: list[str] = []
     reader = SqliteSink(path)
     reader._connect(create=False).set_trace_callback(statements.append)
@@ -270,7 +276,7 @@ def _simulate(sink: JsonlFileSink | SqliteSink, clock: _Clock, hours: int, per_h
 
 @pytest.mark.parametrize("sink_kind", ["file", "sqlite"])
 def test_retention_deletes_by_age_and_keeps_the_last_day(tmp_path: Path, sink_kind: str) -> None:
-    clock = _Clock(datetime(2026, 11, 1, tzinfo=timezone.utc))
+    clock = _Clock(_days_ago(10))
     sink: JsonlFileSink | SqliteSink
     if sink_kind == "file":
         sink = JsonlFileSink(
@@ -303,7 +309,7 @@ def test_the_disk_cap_deletes_early_and_logs_and_counts_it(
 
     counter = _Counter()
     monkeypatch.setattr(retention, "_counter", counter)
-    clock = _Clock(datetime(2026, 11, 1, tzinfo=timezone.utc))
+    clock = _Clock(_days_ago(10))
     cap = 200_000
     sink: JsonlFileSink | SqliteSink
     if sink_kind == "file":
@@ -346,7 +352,7 @@ def test_a_retention_backlog_is_worked_off_over_several_writes(tmp_path: Path) -
     from nl2sql_observability.audit.sinks import DELETE_BATCH, MAX_BATCHES_PER_CHECK
 
     path = tmp_path / "events.db"
-    clock = _Clock(datetime(2026, 11, 1, tzinfo=timezone.utc))
+    clock = _Clock(_days_ago(10))
     sink = SqliteSink(path, retention=timedelta(days=1), clock=clock)
     sink.write(_event(timestamp=format_timestamp(clock.now)))
     backlog = DELETE_BATCH * MAX_BATCHES_PER_CHECK * 2 + 7
