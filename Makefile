@@ -35,11 +35,11 @@ lint: install ## ruff, mypy and shellcheck
 	$(VENV)/bin/mypy
 	shellcheck -x scripts/*.sh .ci/run
 
-# nox sessions (noxfile.py): unit-3.10 ... unit-3.13 against constraints.txt, and lowest against the
-# lower bounds of pyproject's ranges; virtualenvs in .nox are reused (-r). NOX_SESSIONS picks some.
+# nox sessions (noxfile.py): unit-3.10 ... unit-3.13 against constraints.txt, lowest against the
+# lower bounds of pyproject's ranges, future with the clock a year ahead (libfaketime); virtualenvs in .nox are reused (-r). NOX_SESSIONS picks some.
 NOX := $(VENV)/bin/nox -r
 
-unit: install ## unit tests on Python 3.10-3.13 and on the lowest allowed dependencies (nox)
+unit: install ## unit tests on Python 3.10-3.13, on the lowest allowed dependencies, and a year ahead (nox)
 	$(NOX) $(if $(NOX_SESSIONS),-s $(NOX_SESSIONS))
 
 package: install ## build, check and smoke-test the sdist and wheel (alone, and beside an app's own pins)

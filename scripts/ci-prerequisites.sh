@@ -14,6 +14,7 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)  # `make lint` checks scripts/
 # `make unit` runs the unit suite once more a year ahead (nox session `future`, libfaketime)
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need_apt+=(faketime)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)  # ... with a small shim it compiles (tests/faketime)
 # the integration test of `make up` builds a stand-in Go image around a static shell
 [[ -x /bin/busybox ]] || need_apt+=(busybox-static)
 if ((${#need_apt[@]})); then
