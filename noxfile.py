@@ -77,11 +77,18 @@ FUTURE_OFFSET = "+365d"
 def future(session: nox.Session) -> None:
     """The unit suite with the wall clock a year ahead: no test may depend on today's date."""
     if not LIBFAKETIME.exists():
-        session.error(f"{LIBFAKETIME} is missing: install Debian's faketime (scripts/ci-prerequisites.sh does)")
+        session.error(
+            f"{LIBFAKETIME} is missing: install Debian's faketime (scripts/ci-prerequisites.sh does)"
+        )
     _pip(session)
     session.install("-c", "constraints.txt", "-e", ".[demo,test]")
     env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": FUTURE_OFFSET, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    session.run("python", "-c", "import datetime; print('the tests run at', datetime.datetime.now().isoformat())", env=env)
+    session.run(
+        "python",
+        "-c",
+        "import datetime; print('the tests run at', datetime.datetime.now().isoformat())",
+        env=env,
+    )
     tests = session.posargs or ["tests/unit"]
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
 

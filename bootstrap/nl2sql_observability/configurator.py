@@ -344,6 +344,12 @@ def configure(
             shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones
         )
         atexit.register(telemetry.shutdown)
+        from nl2sql_observability.audit.writer import drain_all, install_sigterm_drain
+
+        # atexit runs last-registered first: the audit queue is written before the final export, so
+        # nl2sql.audit.events reports it.
+        atexit.register(drain_all)
+        install_sigterm_drain()
         trace.set_tracer_provider(telemetry.tracer_provider)
         metrics.set_meter_provider(telemetry.meter_provider)
         set_logger_provider(telemetry.logger_provider)
