@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from nl2sql_observability.callrecord import CallRecord
+from nl2sql_observability.context import is_valid_tenant_id
 from nl2sql_observability.scrubbing import get_scrubber
-from nl2sql_observability.semconv import TENANT_ID_PATTERN
 
 SCHEMA_VERSION = 1
 # Contract field order (docs/telemetry-contract.md, "Audit event").
@@ -38,8 +38,6 @@ TEXT_FIELDS = ("prompt_text", "response_text", "error_message")
 TRUNCATION_MARKER = "…[TRUNCATED: {n} more chars]"
 
 AuditEvent = dict[str, Any]
-# A tenant id the contract allows is a metric label as it is: the audit log shows it as it is too.
-_TENANT_RE = re.compile(TENANT_ID_PATTERN.rstrip("$") + r"\Z")
 
 
 def format_timestamp(when: datetime) -> str:
@@ -94,7 +92,8 @@ def build_event(
         return None if value is None else scrub(str(value))[:1024]
 
     def tenant(value: str | None) -> str | None:
-        return value if isinstance(value, str) and _TENANT_RE.match(value) else short(value)
+        # A tenant id the contract allows is a metric label as it is: the audit log shows it as it is.
+        return value if is_valid_tenant_id(value) else short(value)
 
     total = (
         None if input_tokens is None and output_tokens is None else (input_tokens or 0) + (output_tokens or 0)

@@ -17,8 +17,8 @@ from contextvars import ContextVar
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from nl2sql_observability.context import _NODE, _USER_CONTEXT, UserContext
-from nl2sql_observability.instrumentation import _CURRENT_STEP, Step
+from nl2sql_observability.context import UserContext, current_run_state, current_step, set_run_state
+from nl2sql_observability.steps import Step
 
 __all__ = ["Activation", "Snapshot"]
 
@@ -28,20 +28,16 @@ _ACTIVE: ContextVar[Activation | None] = ContextVar("nl2sql_activation", default
 class Snapshot:
     """The values of the current context that runs change, to put back later."""
 
-    __slots__ = ("activation", "ctx", "node", "step", "user")
+    __slots__ = ("activation", "ctx", "state")
 
     def __init__(self) -> None:
         self.ctx = otel_context.get_current()
-        self.user = _USER_CONTEXT.get()
-        self.node = _NODE.get()
-        self.step = _CURRENT_STEP.get()
+        self.state = current_run_state()
         self.activation = _ACTIVE.get()
 
     def put_back(self) -> None:
         otel_context.attach(self.ctx)  # the token is not kept: there is nothing to reset it against
-        _USER_CONTEXT.set(self.user)
-        _NODE.set(self.node)
-        _CURRENT_STEP.set(self.step)
+        set_run_state(*self.state)
         _ACTIVE.set(self.activation)
 
     def restore_if_changed(self) -> None:
@@ -61,10 +57,7 @@ class Activation:
         self._ctx = ctx
         self.ended = False
         otel_context.attach(ctx)
-        _USER_CONTEXT.set(user)
-        _NODE.set(node)
-        if step is not None:
-            _CURRENT_STEP.set(step)
+        set_run_state(user, node, step if step is not None else current_step())
         _ACTIVE.set(self)
 
     def is_current(self) -> bool:
