@@ -80,7 +80,8 @@ def test_workflow_node_chat_tree_via_langchain_handler(captured, audit_calls):
     assert not any("cancelled" in str(v) for v in chat.attributes.values())
     (call,) = audit_calls
     chat_span = captured.span("chat nl2sql-sim-1")  # the record carries the chat span's ids
-    assert (call.record.trace_id, call.record.span_id) == (chat_span.context.trace_id, chat_span.context.span_id)
+    assert call.record.trace_id == chat_span.context.trace_id
+    assert call.record.span_id == chat_span.context.span_id
     assert call.kwargs["prompt_text"].endswith("How many orders were cancelled?")
     assert call.kwargs["response_text"] == reply.text
     assert call.kwargs["status"] == "ok"
