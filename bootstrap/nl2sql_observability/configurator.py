@@ -69,6 +69,7 @@ from nl2sql_observability.exporthealth import (
 from nl2sql_observability.settings import (
     ConfigurationError,
     ObservabilitySettings,
+    Settings,
     current_settings,
     load_all,
     load_settings,
@@ -396,8 +397,10 @@ def configure(
             return _configured
         if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
             return None
+        if settings is None:
+            settings = _startup_settings().exporter
         telemetry = build_telemetry(
-            settings or _startup_settings(),
+            settings,
             extra_span_processors=extra_span_processors,
             extra_metric_readers=extra_metric_readers,
             shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones
@@ -417,20 +420,20 @@ def configure(
         try:
             from nl2sql_observability.logs import configure_logging
 
-            configure_logging()
+            configure_logging(exporter_settings=settings)  # logging's own section was handed over
         except Exception:  # pragma: no cover - logging setup must not stop the app
             _log.warning("nl2sql_observability: logging setup failed", exc_info=True)
     return telemetry
 
 
-def _startup_settings() -> ObservabilitySettings:
-    """The exporter section of the settings tree: the one the distro loaded (not validated twice),
-    else every setting read now and kept for the other modules."""
+def _startup_settings() -> Settings:
+    """The settings tree: the one the distro loaded and handed out (not validated twice), else every
+    setting read now and handed to its owner."""
     tree = current_settings()
     if tree is None:
         tree = load_all()
         use_settings(tree)
-    return tree.exporter
+    return tree
 
 
 class Nl2sqlConfigurator(_BaseConfigurator):

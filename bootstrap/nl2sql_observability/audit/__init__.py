@@ -106,19 +106,16 @@ _config_error_reported = False
 
 
 def get_audit_log() -> AuditLog | None:
-    """The process-wide audit log, built on first use from the settings `configure()` loaded, else
-    from `OBSERVABILITY_AUDIT_*` (None if invalid)."""
+    """The process-wide audit log: the one `settings.use_settings` handed over (the distro and
+    `configure()` do), else built on first use from `OBSERVABILITY_AUDIT_*` (None if invalid)."""
     global _audit_log, _config_error_reported
     current = _audit_log
     if current is not None:
         return current
     with _lock:
         if _audit_log is None:
-            from nl2sql_observability.settings import current_settings
-
-            tree = current_settings()
             try:
-                _audit_log = AuditLog(tree.audit if tree is not None else load_audit_settings())
+                _audit_log = AuditLog(load_audit_settings())
             except AuditConfigError as exc:
                 if not _config_error_reported:
                     _config_error_reported = True
@@ -128,8 +125,8 @@ def get_audit_log() -> AuditLog | None:
 
 
 def set_audit_log(audit_log: AuditLog | None) -> None:
-    """Replace the process-wide audit log (`None`: rebuild from the settings, else the environment,
-    on next use)."""
+    """Replace the process-wide audit log (the old one writes what it queued and closes); `None`:
+    rebuild from the environment on next use."""
     global _audit_log, _config_error_reported
     with _lock:
         if _audit_log is not None and _audit_log is not audit_log:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from nl2sql_observability.settings import ConfigurationError
+from nl2sql_observability.errors import ConfigurationError
 
 __all__ = ["InstrumentorConfigError", "InstrumentorSettings", "load_instrumentor_settings"]
 
