@@ -74,10 +74,12 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from nl2sql_observability.autoinstrument.dbapi import patch_dbapi
 
         patch_dbapi()
-        try:
-            from langchain_core.tracers.context import _configure_hooks, register_configure_hook
-        except ImportError:
-            return  # no LangChain: nothing more to hook
+        from nl2sql_observability.autoinstrument.hooks import warn_if_moved
+
+        langchain_ok, langgraph_ok = warn_if_moved()
+        if not langchain_ok:
+            return  # no LangChain, or one whose hooks moved (warned): nothing more to hook
+        from langchain_core.tracers.context import _configure_hooks, register_configure_hook
 
         from nl2sql_observability.autoinstrument.graphs import pregel_class, stream_wrapper
         from nl2sql_observability.autoinstrument.handler import GraphRunRegistry, Nl2sqlCallbackHandler
@@ -93,7 +95,7 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _hook = _configure_hooks[-1]
         _handler = handler
 
-        pregel = pregel_class()
+        pregel = pregel_class() if langgraph_ok else None
         if pregel is not None:
             import wrapt
 

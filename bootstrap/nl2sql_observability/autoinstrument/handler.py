@@ -30,6 +30,7 @@ from opentelemetry.context import Context
 from nl2sql_observability import semconv as sc
 from nl2sql_observability.autoinstrument.activation import Activation
 from nl2sql_observability.autoinstrument.chat import end_chat, fail_chat, start_chat
+from nl2sql_observability.autoinstrument.hooks import CONTROL_FLOW
 from nl2sql_observability.autoinstrument.identity import Identity, IdentityKeys, resolve_identity
 from nl2sql_observability.autoinstrument.validation import failure_of
 from nl2sql_observability.context import UserContext, current_step
@@ -43,7 +44,7 @@ _log = logging.getLogger("nl2sql_observability.autoinstrument")
 
 _MAX_TRACKED = 65_536  # runs whose end never came (abandoned generators) are evicted, oldest first
 # LangGraph's control flow (interrupt(), Command(graph=PARENT)) travels as exceptions; it is no error.
-_CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
+_CONTROL_FLOW = CONTROL_FLOW
 
 
 def _is_control_flow(exc: BaseException) -> bool:
