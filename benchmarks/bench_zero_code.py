@@ -158,11 +158,19 @@ def main(invokes: int = 300, rounds: int = 7) -> None:
         print(f"zero-code / openinference added cost: {ratio:.2f}x (goal <= 1.0)")
     else:
         print("openinference-instrumentation-langchain is not installed: no comparison")
-    bare_call = modes["bare"][0]
+    bare_call, sdk_call = modes["bare"][0], modes["sdk"][0]
     zero_call, zero_setup, zero_teardown = modes["zero-code"]
+    frozen = Nl2sqlInstrumentor()
     for mode, call, setup, teardown in (
         ("bare", bare_call, lambda: None, lambda: None),
+        ("sdk", sdk_call, lambda: None, lambda: None),
         ("zero-code", zero_call, zero_setup, zero_teardown),
+        (  # last: gc.freeze() is process-wide
+            "zero-code, OBSERVABILITY_GC_FREEZE=true",
+            zero_call,
+            lambda: frozen.instrument(settings=InstrumentorSettings(gc_freeze=True)),
+            frozen.uninstrument,
+        ),
     ):
         setup()
         try:
@@ -170,9 +178,10 @@ def main(invokes: int = 300, rounds: int = 7) -> None:
         finally:
             teardown()
         print(
-            f"full collections per 10,000 invokes, {mode:<9}: {count} (total {total * 1e3:.0f} ms,"
+            f"full collections per 10,000 invokes, {mode}: {count} (total {total * 1e3:.0f} ms,"
             f" longest {worst * 1e3:.1f} ms)"
         )
+    gc.unfreeze()
 
 
 def _full_collections(call: Callable[[], Any], invokes: int) -> tuple[int, float, float]:

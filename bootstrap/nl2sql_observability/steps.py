@@ -133,8 +133,13 @@ class Step:
                 span.set_attribute(sc.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, self._error_message))
             ins = get_instruments()
-            # Recorded while the span is current, so the histogram exemplar points at it.
-            token = otel_context.attach(trace.set_span_in_context(span))
+            # Recorded while the span is current, so the histogram exemplar points at it (it already is
+            # when the step was entered with `with`, or activated by the zero-code handler).
+            token = (
+                None
+                if trace.get_current_span() is span
+                else otel_context.attach(trace.set_span_in_context(span))
+            )
             try:
                 if self.kind == "node":
                     ins.node_duration.record(
@@ -150,7 +155,8 @@ class Step:
                         elapsed, ins.attrs((sc.TENANT_ID, self.tenant), (sc.ERROR_TYPE, error_type))
                     )
             finally:
-                otel_context.detach(token)
+                if token is not None:
+                    otel_context.detach(token)
         except Exception:  # pragma: no cover - telemetry must never break the app
             _log.debug("recording %s %s failed", self.kind, self.name, exc_info=True)
         finally:

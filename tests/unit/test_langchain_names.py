@@ -108,3 +108,19 @@ def test_a_moved_name_is_one_warning(monkeypatch, caplog) -> None:
         assert active_handler() is None  # not hooked half-way
     finally:
         inst.uninstrument()
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_gc_freeze_only_when_opted_in(captured, opt_in: bool) -> None:
+    import gc
+
+    graph = StateGraph(State).add_node("a", lambda s: {"steps": ["a"]}).add_edge(START, "a").compile()
+    inst = Nl2sqlInstrumentor()
+    gc.unfreeze()
+    inst.instrument(settings=InstrumentorSettings(gc_freeze=opt_in))
+    try:
+        graph.invoke({"steps": []}, config=CONFIG)
+        assert (gc.get_freeze_count() > 0) is opt_in
+    finally:
+        inst.uninstrument()
+        gc.unfreeze()

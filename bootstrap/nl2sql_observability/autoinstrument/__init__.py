@@ -99,7 +99,7 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if pregel is not None:
             import wrapt
 
-            wrapper = stream_wrapper(registry, keys)
+            wrapper = stream_wrapper(registry, keys, gc_freeze=settings.gc_freeze)
             wrapt.wrap_function_wrapper(pregel, "stream", wrapper)
             wrapt.wrap_function_wrapper(pregel, "astream", wrapper)
             _wrapped_pregel = pregel

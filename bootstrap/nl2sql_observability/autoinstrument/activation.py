@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from nl2sql_observability.context import UserContext, current_run_state, current_step, set_run_state
+from nl2sql_observability.context import UserContext, current_run_state, set_run_state
 from nl2sql_observability.steps import Step
 
 __all__ = ["Activation", "Snapshot"]
@@ -47,17 +47,20 @@ class Snapshot:
 
 
 class Activation:
-    """The values a run made current, and the ones it replaced."""
+    """The values a run made current, and the ones it replaced (kept here rather than in a
+    `Snapshot`: one object less per run on the request path)."""
 
-    __slots__ = ("_ctx", "_prev", "ended")
+    __slots__ = ("_ctx", "_prev_activation", "_prev_ctx", "_prev_state", "ended")
 
     def __init__(self, ctx: Context, user: UserContext | None, node: str | None, step: Step | None) -> None:
         _unwind_finished()
-        self._prev = Snapshot()
+        self._prev_ctx = otel_context.get_current()
+        self._prev_state = current_run_state()
+        self._prev_activation = _ACTIVE.get()
         self._ctx = ctx
         self.ended = False
         otel_context.attach(ctx)
-        set_run_state(user, node, step if step is not None else current_step())
+        set_run_state(user, node, step if step is not None else self._prev_state.step)
         _ACTIVE.set(self)
 
     def is_current(self) -> bool:
@@ -67,12 +70,17 @@ class Activation:
         """Mark the run ended; put the previous values back if its context is the current one."""
         self.ended = True
         if self.is_current():
-            self._prev.put_back()
+            self._put_back()
+
+    def _put_back(self) -> None:
+        otel_context.attach(self._prev_ctx)  # the token is not kept: there is nothing to reset it against
+        set_run_state(*self._prev_state)
+        _ACTIVE.set(self._prev_activation)
 
 
 def _unwind_finished() -> None:
     """Unwind the runs whose end was delivered in another context but whose values are still here."""
     active = _ACTIVE.get()
     while active is not None and active.ended and active.is_current():
-        active._prev.put_back()
+        active._put_back()
         active = _ACTIVE.get()

@@ -35,6 +35,12 @@ class InstrumentorSettings(BaseSettings):
     validator_nodes: Annotated[tuple[str, ...], NoDecode] = Field(
         default=_DEFAULT_VALIDATORS, description="graph nodes whose outcome counts as a SQL validation"
     )
+    gc_freeze: bool = Field(
+        default=False,
+        description="at the first graph run, move every object alive to the garbage collector's"
+        " permanent generation (gc.freeze()), so full collections scan only what came after; process-wide,"
+        " so opt-in",
+    )
 
     @field_validator("context_tenant_key", "context_user_key", "context_session_key")
     @classmethod
