@@ -281,3 +281,30 @@ def test_sigkill_tears_no_line_written_through_the_writer(tmp_path: Path) -> Non
         log.submit(_record(f"after-{round_}"))
         log.close()
         assert f"after-{round_}" in _logged_sessions(path)  # the next writer repaired the tail
+
+
+def test_audit_show_finds_the_event_soon_after_the_call_returned(
+    tmp_path: Path, captured: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The app is not blocked by the writer, and `audit show` finds the event once the writer had its
+    turn (no flush, no close: what a user in another terminal sees). Polled, not timed."""
+    from nl2sql_observability import llm_call
+    from nl2sql_observability.audit import set_audit_log
+    from nl2sql_observability.cli import main as cli_main
+
+    path = tmp_path / "events.log"
+    set_audit_log(AuditLog(AuditSettings(path=path)))
+    try:
+        with llm_call(model="gpt-4o", provider="openai", prompt="top customers?") as call:
+            call.set_response("SELECT 1", input_tokens=1, output_tokens=1)
+        trace_id = format(captured.span("chat gpt-4o").context.trace_id, "032x")
+        deadline = time.monotonic() + 30
+        found = 1
+        while found != 0 and time.monotonic() < deadline:
+            found = cli_main(["audit", "show", "--trace-id", trace_id, "--path", str(path)])
+            if found != 0:
+                time.sleep(0.01)
+        assert found == 0
+        assert "top customers?" in capsys.readouterr().out
+    finally:
+        set_audit_log(None)
