@@ -17,9 +17,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from nl2sql_observability import audit, instrumentation
+from nl2sql_observability import audit, instrumentation, llm
 from nl2sql_observability.context import UserContext, user_context
-from nl2sql_observability.instrumentation import LlmCall, llm_call, node
+from nl2sql_observability.instrumentation import llm_call, node
+from nl2sql_observability.instruments import get_instruments
 from nl2sql_observability.pricing import load_price_table, use_price_table
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -46,11 +47,21 @@ def main(calls: int = 2_000, rounds: int = 21) -> float:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter(), max_queue_size=1_000_000))
     instrumentation.use_providers(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
-    audit.record_llm_call = lambda **kwargs: None  # the audit log is not what is measured here
+    audit.submit = lambda record: True  # the audit log is not what is measured here
     table = load_price_table({})
     use_price_table(table)
-    record_cost = LlmCall._record_cost
-    noop: Callable[..., None] = lambda self, ins, span: None  # noqa: E731
+    ins = get_instruments()
+    cost, unpriced = llm._cost, ins.unpriced_tokens
+
+    class _NoCounter:
+        def add(self, *args: object, **kwargs: object) -> None:
+            pass
+
+    def use_cost(on: bool) -> None:
+        """The cost step on, or off: no lookup, no cost counter, no span attributes (and no unpriced
+        count in its place)."""
+        llm._cost = cost if on else (lambda model, i, o: None)  # type: ignore[assignment]
+        ins.unpriced_tokens = unpriced if on else _NoCounter()  # type: ignore[assignment]
 
     def one_call() -> None:
         with llm_call(model=MODEL, provider="openai") as call:
@@ -61,9 +72,9 @@ def main(calls: int = 2_000, rounds: int = 21) -> float:
         for i in range(rounds):
             # alternate which side goes first: background export and GC do not favour either
             for side in ("ours", "base") if i % 2 == 0 else ("base", "ours"):
-                LlmCall._record_cost = record_cost if side == "ours" else noop  # type: ignore[method-assign]
+                use_cost(side == "ours")
                 (ours if side == "ours" else base).append(_per_call(one_call, calls))
-    LlmCall._record_cost = record_cost  # type: ignore[method-assign]
+    use_cost(True)
 
     price = table.lookup(MODEL)
     plain = {MODEL: price}

@@ -20,7 +20,9 @@ Exporters are chosen by `OBSERVABILITY_EXPORTER` (default `otlp`, see `settings`
 `OTEL_<SIGNAL>_EXPORTER` (a list, e.g. `console,otlp`). Network exporters are wrapped by
 `exporthealth`: a dead collector is one log line when it goes down and one when it is back.
 OTLP endpoint, headers, protocol, timeout and the batch/reader intervals come from the standard
-`OTEL_*` variables, which always win; without `OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT` the export
+`OTEL_*` variables, which always win; unset, in the `local` environment (the default) spans and log
+records leave within 200 ms and metrics every second (`export_delays`), elsewhere the SDK's defaults
+apply. Without `OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT` the export
 timeout is `OBSERVABILITY_EXPORT_TIMEOUT` (5 s) so that an unreachable collector never blocks exit for long.
 """
 
@@ -33,7 +35,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
@@ -67,6 +69,7 @@ from nl2sql_observability.exporthealth import (
 from nl2sql_observability.settings import (
     ConfigurationError,
     ObservabilitySettings,
+    Settings,
     current_settings,
     load_all,
     load_settings,
@@ -80,6 +83,7 @@ __all__ = [
     "build_telemetry",
     "configure",
     "contract_views",
+    "export_delays",
 ]
 
 _log = logging.getLogger(__name__)
@@ -238,6 +242,45 @@ _WATCHED: dict[Signal, type[Any]] = {
 }
 
 
+# Export delays in the local environment (`deployment.environment.name=local`, the default): a span
+# or log line leaves the process within 200 ms and a metric within 1 s, so a developer finds them in
+# Jaeger/VictoriaLogs within about a second and in Prometheus within two (the collector adds its own
+# batch timeout, 200 ms). The SDK's defaults (5 s, 1 s, 60 s) stay for every other environment, and an
+# explicit OTEL_* variable always wins. A full batch (512 spans or log records) leaves at once either way.
+LOCAL_ENVIRONMENT = sc.DEFAULT_ENVIRONMENT
+LOCAL_SPAN_DELAY_MS = 200
+LOCAL_LOG_DELAY_MS = 200
+LOCAL_METRIC_INTERVAL_MS = 1000
+
+
+@dataclass(frozen=True)
+class ExportDelays:
+    """Batch delays and the metric export interval we pass to the SDK; None: the SDK decides (its
+    default, or the OTEL_* variable the user set)."""
+
+    span_delay_ms: int | None = None
+    log_delay_ms: int | None = None
+    metric_interval_ms: int | None = None
+
+
+def export_delays(settings: ObservabilitySettings, environ: Mapping[str, str] | None = None) -> ExportDelays:
+    """Our derived defaults for `settings.environment`: short ones in `local`, the SDK's elsewhere;
+    never where the user set `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` or
+    `OTEL_METRIC_EXPORT_INTERVAL` (an empty value counts as unset)."""
+    env = os.environ if environ is None else environ
+    if settings.environment != LOCAL_ENVIRONMENT:
+        return ExportDelays()
+
+    def unless_set(name: str, value: int) -> int | None:
+        return None if env.get(name, "").strip() else value
+
+    return ExportDelays(
+        span_delay_ms=unless_set("OTEL_BSP_SCHEDULE_DELAY", LOCAL_SPAN_DELAY_MS),
+        log_delay_ms=unless_set("OTEL_BLRP_SCHEDULE_DELAY", LOCAL_LOG_DELAY_MS),
+        metric_interval_ms=unless_set("OTEL_METRIC_EXPORT_INTERVAL", LOCAL_METRIC_INTERVAL_MS),
+    )
+
+
 def _one_line_json(span: Any) -> str:
     return str(span.to_json(indent=None)) + os.linesep
 
@@ -269,6 +312,7 @@ def build_telemetry(
     health = health or ExportHealth()
     resource = build_resource(settings)
     timeout_ms = int(settings.export_timeout * 1000)
+    delays = export_delays(settings)
     network: list[Any] = []
     batch: list[Any] = []
 
@@ -281,7 +325,13 @@ def build_telemetry(
         else:
             exporter = ConsoleSpanExporter(out=sys.stdout, formatter=_one_line_json)
         # Scrub before any exporter sees the spans.
-        batch.append(BatchSpanProcessor(ScrubbingSpanExporter(exporter), export_timeout_millis=timeout_ms))
+        batch.append(
+            BatchSpanProcessor(
+                ScrubbingSpanExporter(exporter),
+                export_timeout_millis=timeout_ms,
+                schedule_delay_millis=delays.span_delay_ms,
+            )
+        )
         tracer_provider.add_span_processor(batch[-1])
     for processor in extra_span_processors:
         tracer_provider.add_span_processor(processor)
@@ -290,7 +340,13 @@ def build_telemetry(
     for name in settings.exporters_for("metrics"):
         if name == "otlp":
             network.append(_otlp_exporter("metrics", settings, health))
-            readers.append(PeriodicExportingMetricReader(network[-1], export_timeout_millis=timeout_ms))
+            readers.append(
+                PeriodicExportingMetricReader(
+                    network[-1],
+                    export_timeout_millis=timeout_ms,
+                    export_interval_millis=delays.metric_interval_ms,
+                )
+            )
         else:
             console = ConsoleMetricExporter(out=sys.stdout, formatter=_one_line_metrics)
             readers.append(PeriodicExportingMetricReader(console))
@@ -307,7 +363,11 @@ def build_telemetry(
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     if "otlp" in settings.exporters_for("logs"):
         network.append(_otlp_exporter("logs", settings, health))
-        batch.append(BatchLogRecordProcessor(network[-1], export_timeout_millis=timeout_ms))
+        batch.append(
+            BatchLogRecordProcessor(
+                network[-1], export_timeout_millis=timeout_ms, schedule_delay_millis=delays.log_delay_ms
+            )
+        )
         logger_provider.add_log_record_processor(batch[-1])
     # console: log lines go to stdout through the logging configuration, not via an exporter.
     return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, network, batch)
@@ -337,13 +397,21 @@ def configure(
             return _configured
         if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
             return None
+        if settings is None:
+            settings = _startup_settings().exporter
         telemetry = build_telemetry(
-            settings or _startup_settings(),
+            settings,
             extra_span_processors=extra_span_processors,
             extra_metric_readers=extra_metric_readers,
             shutdown_on_exit=False,  # our bounded, parallel shutdown instead of three sequential ones
         )
         atexit.register(telemetry.shutdown)
+        from nl2sql_observability.audit.writer import drain_all, install_sigterm_drain
+
+        # atexit runs last-registered first: the audit queue is written before the final export, so
+        # nl2sql.audit.events reports it.
+        atexit.register(drain_all)
+        install_sigterm_drain()
         trace.set_tracer_provider(telemetry.tracer_provider)
         metrics.set_meter_provider(telemetry.meter_provider)
         set_logger_provider(telemetry.logger_provider)
@@ -352,20 +420,20 @@ def configure(
         try:
             from nl2sql_observability.logs import configure_logging
 
-            configure_logging()
+            configure_logging(exporter_settings=settings)  # logging's own section was handed over
         except Exception:  # pragma: no cover - logging setup must not stop the app
             _log.warning("nl2sql_observability: logging setup failed", exc_info=True)
     return telemetry
 
 
-def _startup_settings() -> ObservabilitySettings:
-    """The exporter section of the settings tree: the one the distro loaded (not validated twice),
-    else every setting read now and kept for the other modules."""
+def _startup_settings() -> Settings:
+    """The settings tree: the one the distro loaded and handed out (not validated twice), else every
+    setting read now and handed to its owner."""
     tree = current_settings()
     if tree is None:
         tree = load_all()
         use_settings(tree)
-    return tree.exporter
+    return tree
 
 
 class Nl2sqlConfigurator(_BaseConfigurator):

@@ -1,4 +1,6 @@
-"""Tenant context: a strict user-context model carried in OTel baggage and a contextvar.
+"""Run state: who asked (a strict user-context model carried in OTel baggage and a contextvar), which
+graph node and which step are running. This module is the one owner of that state; every other module
+reads and changes it through the public accessors below.
 
     with user_context(UserContext(tenant_id="acme", user_id="u-1", session_id="s-9")):
         graph.invoke(...)   # every span gets tenant.id/user.id/session.id, metrics get tenant.id,
@@ -15,8 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
+from contextvars import ContextVar, Token
+from typing import Any, NamedTuple
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
@@ -26,9 +28,19 @@ from nl2sql_observability.semconv import SESSION_ID, TENANT_ID, TENANT_ID_PATTER
 
 __all__ = [
     "GraphState",
+    "RunState",
     "UserContext",
     "current_node",
+    "current_run_state",
+    "current_step",
+    "current_tenant_id",
     "current_user_context",
+    "is_valid_tenant_id",
+    "reset_node",
+    "reset_step",
+    "set_node",
+    "set_run_state",
+    "set_step",
     "user_context",
 ]
 
@@ -103,6 +115,9 @@ class GraphState(BaseModel):
 
 _USER_CONTEXT: ContextVar[UserContext | None] = ContextVar("nl2sql_user_context", default=None)
 _NODE: ContextVar[str | None] = ContextVar("nl2sql_node", default=None)
+# The innermost running step (`steps.Step` or a borrowed one); typed loosely so this bottom module
+# imports nothing above it.
+_CURRENT_STEP: ContextVar[Any] = ContextVar("nl2sql_current_step", default=None)
 
 
 @contextmanager
@@ -154,6 +169,11 @@ def current_user_context() -> UserContext | None:
     )
 
 
+def is_valid_tenant_id(value: object) -> bool:
+    """True for a tenant id the contract allows (it is a metric label as it is, and never scrubbed)."""
+    return isinstance(value, str) and _TENANT_RE.match(value) is not None
+
+
 def current_tenant_id() -> str | None:
     """Shortcut for the hot path: the active tenant id or None."""
     ctx = _USER_CONTEXT.get()
@@ -166,3 +186,55 @@ def current_tenant_id() -> str | None:
 def current_node() -> str | None:
     """The name of the NL2SQL graph node running in this task/thread, if any."""
     return _NODE.get()
+
+
+def set_node(name: str | None) -> Token[str | None]:
+    """Make `name` the running node; reset with `reset_node(token)`."""
+    return _NODE.set(name)
+
+
+def reset_node(token: Token[str | None]) -> None:
+    """Undo `set_node` (nothing when exited in another context than entered, e.g. a generator
+    finalised elsewhere)."""
+    try:  # noqa: SIM105 - cheaper than contextlib.suppress on the hot path
+        _NODE.reset(token)
+    except ValueError:
+        pass
+
+
+def current_step() -> Any:
+    """The innermost running step (node or workflow) of this task/thread, if any."""
+    return _CURRENT_STEP.get()
+
+
+def set_step(step: Any) -> Token[Any]:
+    """Make `step` the innermost running step; reset with `reset_step(token)`."""
+    return _CURRENT_STEP.set(step)
+
+
+def reset_step(token: Token[Any]) -> None:
+    """Undo `set_step` (nothing when exited in another context than entered)."""
+    try:  # noqa: SIM105 - cheaper than contextlib.suppress on the hot path
+        _CURRENT_STEP.reset(token)
+    except ValueError:
+        pass
+
+
+class RunState(NamedTuple):
+    """The run state of one task/thread, as a value to put back later."""
+
+    user: UserContext | None
+    node: str | None
+    step: Any
+
+
+def current_run_state() -> RunState:
+    return RunState(_USER_CONTEXT.get(), _NODE.get(), _CURRENT_STEP.get())
+
+
+def set_run_state(user: UserContext | None, node: str | None, step: Any) -> None:
+    """Set all three without tokens: for callbacks that start and end a run in separate calls,
+    where the end may arrive in another context (see `autoinstrument.activation`)."""
+    _USER_CONTEXT.set(user)
+    _NODE.set(node)
+    _CURRENT_STEP.set(step)

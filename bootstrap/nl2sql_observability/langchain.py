@@ -20,8 +20,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from nl2sql_observability.autoinstrument.messages import messages_text, model_name, provider_name, read_result
-from nl2sql_observability.instrumentation import LlmCall
+from nl2sql_observability.autoinstrument.chat import end_chat, fail_chat, start_chat
+from nl2sql_observability.llm import LlmCall
 
 __all__ = ["TokenHandler"]
 
@@ -65,12 +65,7 @@ class TokenHandler(BaseCallbackHandler):
         if _instrumentor_sees_it():
             return
         try:
-            meta = metadata or {}
-            call = LlmCall(
-                model=model_name(serialized, meta, kwargs),
-                provider=provider_name(meta, self._default_provider),
-                prompt_text=messages_text(messages),
-            )
+            call = start_chat(serialized, messages, metadata, kwargs, default_provider=self._default_provider)
             with self._lock:
                 self._calls[run_id] = call
         except Exception:  # pragma: no cover - never break the app
@@ -81,29 +76,13 @@ class TokenHandler(BaseCallbackHandler):
     ) -> None:
         with self._lock:
             call = self._calls.pop(run_id, None)
-        if call is None:
-            return
-        try:
-            reply = read_result(response)
-            call.set_response(
-                reply.text,
-                input_tokens=reply.input_tokens,
-                output_tokens=reply.output_tokens,
-                response_model=reply.response_model,
-            )
-        except Exception:  # pragma: no cover
-            _log.debug("TokenHandler.on_llm_end failed to read the response", exc_info=True)
-        call.finish()
+        if call is not None:
+            end_chat(call, response)
 
     def on_llm_error(
         self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
         with self._lock:
             call = self._calls.pop(run_id, None)
-        if call is None:
-            return
-        try:
-            call.set_error(error)
-        except Exception:  # pragma: no cover
-            _log.debug("TokenHandler.on_llm_error failed", exc_info=True)
-        call.finish()
+        if call is not None:
+            fail_chat(call, error)

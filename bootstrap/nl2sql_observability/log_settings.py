@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nl2sql_observability.settings import ConfigurationError
+from nl2sql_observability.errors import ConfigurationError
 
 __all__ = ["ENV_PREFIX", "LogSettings", "LogSettingsError", "load_log_settings", "parse_level"]
 

@@ -23,6 +23,7 @@ from opentelemetry.trace import get_current_span
 from pythonjsonlogger.json import JsonFormatter
 
 from nl2sql_observability import context as _tenant
+from nl2sql_observability.exporter_settings import ObservabilitySettings, load_settings
 from nl2sql_observability.log_settings import (
     LogSettings,
     LogSettingsError,
@@ -31,7 +32,6 @@ from nl2sql_observability.log_settings import (
     parse_level,
 )
 from nl2sql_observability.scrubbing import scrub_capped, scrub_value_capped
-from nl2sql_observability.settings import ObservabilitySettings, current_settings, load_settings
 
 __all__ = [
     "ContextJsonFormatter",
@@ -307,19 +307,40 @@ def _claim_otel_log_handler() -> bool:
     return True
 
 
+_pushed: tuple[LogSettings, ObservabilitySettings] | None = None
+
+
+def use_log_settings(settings: LogSettings | None, exporter_settings: ObservabilitySettings | None) -> None:
+    """The settings `configure_logging()` uses from now on (`settings.use_settings` hands them over);
+    None: it reads the environment."""
+    global _pushed
+    _pushed = (
+        (settings, exporter_settings) if settings is not None and exporter_settings is not None else None
+    )
+
+
 def configure_logging(
     *,
     json_format: bool | None = None,
     level: int | str | None = None,
     stream: IO[str] | None = None,
+    settings: LogSettings | None = None,
+    exporter_settings: ObservabilitySettings | None = None,
 ) -> None:
     """Configure the root logger; idempotent. `json_format=None` means: JSON when OBSERVABILITY_EXPORTER=otlp
     (`OBSERVABILITY_LOG_FORMAT=json|text` overrides). `level=None`: `OBSERVABILITY_LOG_LEVEL` (INFO).
-    The settings come from the tree `configure()` loaded; only without it they are read from the
-    environment here. Raises `LogSettingsError` (naming the variable, value and choices) for a bad setting."""
-    tree = current_settings()
-    log = tree.logging if tree is not None else load_log_settings()
-    exporter = tree.exporter if tree is not None else load_settings()
+    The settings are the ones given, else the ones handed over at start-up (`use_log_settings`), else
+    read from the environment here. Raises `LogSettingsError` (naming the variable, value and choices)
+    for a bad setting."""
+    pushed = _pushed
+    log = settings if settings is not None else pushed[0] if pushed is not None else load_log_settings()
+    exporter = (
+        exporter_settings
+        if exporter_settings is not None
+        else pushed[1]
+        if pushed is not None
+        else load_settings()
+    )
     use_json = _resolve_json(json_format, log, exporter)
     resolved_level = _resolve_level(level, log)
     out = _resolve_stream(stream, log)

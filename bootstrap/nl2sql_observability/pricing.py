@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nl2sql_observability.settings import ConfigurationError
+from nl2sql_observability.errors import ConfigurationError
 
 __all__ = [
     "CURRENCY",
@@ -161,17 +161,12 @@ _table: PriceTable | None = None
 
 
 def price_table() -> PriceTable:
-    """The process's table: the one of the settings `configure()` loaded, else loaded on first use.
+    """The process's table: the one `use_price_table` was handed (`settings.use_settings` does that),
+    else loaded on first use.
     Never raises: if the file is bad (library use, no start-up check), every model is unpriced
     (visible in `nl2sql.llm.unpriced_tokens`) and one warning is logged, rather than a price guessed."""
     global _table
     if _table is None:
-        from nl2sql_observability.settings import current_settings
-
-        tree = current_settings()
-        if tree is not None:
-            _table = tree.pricing
-            return _table
         try:
             _table = load_price_table()
         except Exception as exc:

@@ -77,24 +77,27 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
 
 @dataclass
 class AuditCall:
-    kwargs: dict[str, Any]
-    span_name: str | None
-    trace_id: int
+    """One call record the LLM instrumentation handed to the audit log."""
+
+    record: Any
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.record._asdict())
 
 
 @pytest.fixture
 def audit_calls(monkeypatch: pytest.MonkeyPatch) -> list[AuditCall]:
-    """Capture `audit.record_llm_call` (and which span was current when it was called)."""
+    """Capture the call records submitted to `audit.submit` (the audit log is not written)."""
     import nl2sql_observability.audit as audit
-    from opentelemetry import trace
 
     calls: list[AuditCall] = []
 
-    def fake(**kwargs: Any) -> None:
-        span = trace.get_current_span()
-        calls.append(AuditCall(kwargs, getattr(span, "name", None), span.get_span_context().trace_id))
+    def fake(record: Any) -> bool:
+        calls.append(AuditCall(record))
+        return True
 
-    monkeypatch.setattr(audit, "record_llm_call", fake)
+    monkeypatch.setattr(audit, "submit", fake)
     return calls
 
 

@@ -107,7 +107,7 @@ def test_extra_question_reaches_prompt_and_log(tmp_path, captured, audit_calls, 
     assert summary["validations"]["passed"] == 1  # extra questions are never failure-injected
     prompts = [c for c in audit_calls if question in c.kwargs["prompt_text"]]
     assert prompts
-    assert {c.trace_id for c in prompts} == {int(summary["trace_ids"][2], 16)}
+    assert {c.record.trace_id for c in prompts} == {int(summary["trace_ids"][2], 16)}
     received = [r for r in caplog.records if r.getMessage() == "question received"]
     assert len(received) == 3
     assert received[-1].question == question  # type: ignore[attr-defined]

@@ -79,7 +79,9 @@ def test_workflow_node_chat_tree_via_langchain_handler(captured, audit_calls):
     # prompt/response text is NOT on spans (GenAI content is opt-in); it goes to the audit log
     assert not any("cancelled" in str(v) for v in chat.attributes.values())
     (call,) = audit_calls
-    assert call.span_name == "chat nl2sql-sim-1"  # the chat span is current when the audit is written
+    chat_span = captured.span("chat nl2sql-sim-1")  # the record carries the chat span's ids
+    assert call.record.trace_id == chat_span.context.trace_id
+    assert call.record.span_id == chat_span.context.span_id
     assert call.kwargs["prompt_text"].endswith("How many orders were cancelled?")
     assert call.kwargs["response_text"] == reply.text
     assert call.kwargs["status"] == "ok"
@@ -189,7 +191,7 @@ def test_plain_llm_call_context_manager(captured, audit_calls):
     assert chat.kind == SpanKind.CLIENT
     assert chat.attributes["gen_ai.response.model"] == "gpt-x-2026"
     assert chat.attributes["gen_ai.usage.input_tokens"] == 10
-    assert audit_calls[0].span_name == "chat gpt-x"
+    assert audit_calls[0].record.span_id == chat.context.span_id
     assert audit_calls[0].kwargs["response_text"] == "SELECT 1"
 
     with pytest.raises(TimeoutError), llm_call(model="gpt-x", provider="openai", prompt="q"):

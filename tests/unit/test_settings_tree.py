@@ -153,10 +153,40 @@ def test_after_configure_the_environment_is_not_read_again(
 
 
 def test_the_settings_module_imports_no_section_at_import_time() -> None:
-    """The old logs <-> settings cycle: `settings` must import nothing that imports it back."""
+    """The old logs <-> settings cycle: `settings` imports, at import time, only modules that import
+    nothing of the package back (the error type and the exporters' section)."""
     source = Path(tree_module.__file__).read_text(encoding="utf-8")
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert not [line for line in top_level if "nl2sql_observability" in line and "semconv" not in line]
+    ours = {line.split()[1] for line in top_level if "nl2sql_observability" in line}
+    assert ours <= {"nl2sql_observability.errors", "nl2sql_observability.exporter_settings"}, ours
+
+
+SECTIONS = (
+    "audit/__init__.py",
+    "audit/settings.py",
+    "autoinstrument/__init__.py",
+    "autoinstrument/settings.py",
+    "log_settings.py",
+    "logs.py",
+    "pricing.py",
+    "scrubbing/__init__.py",
+    "scrubbing/settings.py",
+    "scrubbing/_scrubber.py",
+)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_no_section_imports_the_settings_tree_back(section: str) -> None:
+    """Settings are pushed: `settings.use_settings` hands each section to its owner, so no owner
+    reaches up into `settings` (the old 13-file import circle), at import time or later."""
+    source = (Path(tree_module.__file__).parent / section).read_text(encoding="utf-8")
+    pulls = [
+        line.strip()
+        for line in source.splitlines()
+        if ("nl2sql_observability.settings import" in line and "ObservabilitySettings" not in line)
+        or "current_settings" in line
+    ]
+    assert not pulls, pulls
 
 
 def test_the_configurator_takes_the_tree_the_distro_loaded(
@@ -177,7 +207,7 @@ def test_the_configurator_takes_the_tree_the_distro_loaded(
 
     monkeypatch.setattr(configurator, "load_all", read_again)
     monkeypatch.setenv("OBSERVABILITY_ENVIRONMENT", "changed")
-    assert configurator._startup_settings() is tree.exporter
+    assert configurator._startup_settings() is tree
 
 
 def test_without_the_distro_configure_reads_the_tree_once_and_keeps_it(
@@ -186,8 +216,25 @@ def test_without_the_distro_configure_reads_the_tree_once_and_keeps_it(
     from nl2sql_observability import configurator
 
     monkeypatch.setenv("OBSERVABILITY_ENVIRONMENT", "direct")
-    exporter = configurator._startup_settings()
+    loaded = configurator._startup_settings()
     tree = current_settings()
     assert tree is not None
-    assert tree.exporter is exporter
-    assert exporter.environment == "direct"
+    assert tree is loaded
+    assert loaded.exporter.environment == "direct"
+
+
+def test_an_empty_variable_means_unset_for_every_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_tree: None
+) -> None:
+    """`OBSERVABILITY_AUDIT_PATH=` once became `.`, `OBSERVABILITY_SCRUB_IP=` refused start-up: every
+    variable of the tree, set empty, must load exactly as unset."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    for name in setting_names():
+        monkeypatch.delenv(name, raising=False)
+    unset = load_all()
+    for name in setting_names():
+        monkeypatch.setenv(name, "")
+    empty = load_all()
+    for section in ("exporter", "logging", "scrub", "audit", "instrumentor"):
+        assert getattr(empty, section) == getattr(unset, section), section
+    assert empty.audit.resolved_path() == tmp_path / "nl2sql-observability" / "audit" / "events.log"

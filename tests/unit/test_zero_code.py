@@ -14,7 +14,7 @@ import pytest
 from apps.sql_agent import MODEL, build, make_db, question, script
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
-from nl2sql_observability.audit import AuditLog, AuditSettings, set_audit_log
+from nl2sql_observability.audit import AuditLog, AuditSettings, get_audit_log, set_audit_log
 from nl2sql_observability.autoinstrument import Nl2sqlInstrumentor, active_handler
 from nl2sql_observability.autoinstrument.settings import InstrumentorSettings
 from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
@@ -48,6 +48,9 @@ def audit_file(tmp_path: Path):
 
 
 def events(path: Path) -> list[dict[str, Any]]:
+    audit_log = get_audit_log()
+    assert audit_log is not None
+    assert audit_log.flush(30)  # the background writer stored them
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

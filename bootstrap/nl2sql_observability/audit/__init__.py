@@ -1,16 +1,17 @@
 """Persistent, scrubbed audit log of LLM prompts and responses (the remediation plan's `EventLogger`).
 
-`record_llm_call(...)` is called by our LLM handler while the `chat` span is current: the trace and
-span ids come from that span, tenant/user/session and node from the tenant context. Prompt, response
-and error text are scrubbed, then capped. The sink (`OBSERVABILITY_AUDIT_SINK=file|sqlite`) stores the
-event whole before the call returns. Nothing here ever raises into the app: a failing sink is
-reported once in the log (and again only after it recovered and failed anew).
+Every LLM call ends in one `CallRecord`; `submit(record)` queues it and returns at once. A background
+writer (`audit.writer`) scrubs and caps the text, builds the event and stores it in the sink
+(`OBSERVABILITY_AUDIT_SINK=file|sqlite`); it drains at exit and on SIGTERM. Nothing here ever
+raises into the app: an event that cannot be stored is counted (`nl2sql.audit.events`) and logged.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from typing import Literal
 
 from nl2sql_observability.audit.events import (
@@ -18,10 +19,12 @@ from nl2sql_observability.audit.events import (
     AuditEvent,
     FilterError,
     Filters,
-    build_event,
+    event_from_record,
 )
 from nl2sql_observability.audit.settings import AuditConfigError, AuditSettings, load_audit_settings
 from nl2sql_observability.audit.sinks import AuditSink, JsonlFileSink, SqliteSink
+from nl2sql_observability.audit.writer import AuditWriter
+from nl2sql_observability.callrecord import CallRecord
 
 __all__ = [
     "FIELDS",
@@ -30,6 +33,8 @@ __all__ = [
     "AuditLog",
     "AuditSettings",
     "AuditSink",
+    "AuditWriter",
+    "CallRecord",
     "FilterError",
     "Filters",
     "JsonlFileSink",
@@ -39,6 +44,7 @@ __all__ = [
     "open_sink",
     "record_llm_call",
     "set_audit_log",
+    "submit",
 ]
 
 _log = logging.getLogger("nl2sql_observability.audit")
@@ -61,41 +67,36 @@ def open_sink(settings: AuditSettings) -> AuditSink:
 
 
 class AuditLog:
-    """Builds events and hands them to a sink; never raises; reports a failing sink once."""
+    """A sink and the background writer that feeds it; never raises."""
 
     def __init__(self, settings: AuditSettings, sink: AuditSink | None = None) -> None:
         self.settings = settings
         self.sink: AuditSink | None = (sink or open_sink(settings)) if settings.enabled else None
-        self._failing = False
-        self._state_lock = threading.Lock()
+        self.writer: AuditWriter | None = None
+        if self.sink is not None:
+            text_max_chars = settings.text_max_chars
+            self.writer = AuditWriter(
+                self.sink,
+                functools.partial(event_from_record, text_max_chars=text_max_chars),
+                queue_size=settings.queue_size,
+                queue_timeout=settings.queue_timeout,
+                exit_timeout=settings.exit_timeout,
+                where=f"{settings.resolved_path()} ({settings.sink})",
+            )
 
-    def record(self, **fields: object) -> AuditEvent | None:
-        if self.sink is None:
-            return None
-        try:
-            event = build_event(text_max_chars=self.settings.text_max_chars, **fields)  # type: ignore[arg-type]
-            self.sink.write(event)
-        except Exception as exc:
-            with self._state_lock:
-                first, self._failing = not self._failing, True
-            if first:
-                _log.error(
-                    "audit log %s (%s) is failing; LLM calls are not being audited until it recovers: %s: %s",
-                    self.settings.resolved_path(),
-                    self.settings.sink,
-                    type(exc).__name__,
-                    exc,
-                )
-            return None
-        if self._failing:
-            with self._state_lock:
-                recovered, self._failing = self._failing, False
-            if recovered:
-                _log.warning("audit log %s recovered", self.settings.resolved_path())
-        return event
+    def submit(self, record: CallRecord) -> bool:
+        """Queue the record for the writer; True when accepted (see `AuditWriter.submit`)."""
+        return self.writer is not None and self.writer.submit(record)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event submitted so far is stored (or counted as failed)."""
+        return self.writer is None or self.writer.flush(timeout)
 
     def close(self) -> None:
-        if self.sink is not None:
+        """Store what is queued (within `OBSERVABILITY_AUDIT_EXIT_TIMEOUT`) and close the sink."""
+        if self.writer is not None:
+            self.writer.close()
+        elif self.sink is not None:
             self.sink.close()
 
 
@@ -105,19 +106,16 @@ _config_error_reported = False
 
 
 def get_audit_log() -> AuditLog | None:
-    """The process-wide audit log, built on first use from the settings `configure()` loaded, else
-    from `OBSERVABILITY_AUDIT_*` (None if invalid)."""
+    """The process-wide audit log: the one `settings.use_settings` handed over (the distro and
+    `configure()` do), else built on first use from `OBSERVABILITY_AUDIT_*` (None if invalid)."""
     global _audit_log, _config_error_reported
     current = _audit_log
     if current is not None:
         return current
     with _lock:
         if _audit_log is None:
-            from nl2sql_observability.settings import current_settings
-
-            tree = current_settings()
             try:
-                _audit_log = AuditLog(tree.audit if tree is not None else load_audit_settings())
+                _audit_log = AuditLog(load_audit_settings())
             except AuditConfigError as exc:
                 if not _config_error_reported:
                     _config_error_reported = True
@@ -127,8 +125,8 @@ def get_audit_log() -> AuditLog | None:
 
 
 def set_audit_log(audit_log: AuditLog | None) -> None:
-    """Replace the process-wide audit log (`None`: rebuild from the settings, else the environment,
-    on next use)."""
+    """Replace the process-wide audit log (the old one writes what it queued and closes); `None`:
+    rebuild from the environment on next use."""
     global _audit_log, _config_error_reported
     with _lock:
         if _audit_log is not None and _audit_log is not audit_log:
@@ -137,13 +135,14 @@ def set_audit_log(audit_log: AuditLog | None) -> None:
         _config_error_reported = False
 
 
-def _current_ids() -> tuple[str | None, str | None]:
-    from opentelemetry.trace import get_current_span
-
-    ctx = get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None, None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+def submit(record: CallRecord) -> bool:
+    """Queue one call record for the process-wide audit log; True when accepted. Never raises."""
+    try:
+        audit_log = get_audit_log()
+        return audit_log is not None and audit_log.submit(record)
+    except Exception:  # pragma: no cover - belt and braces: auditing never breaks the app
+        _log.debug("submitting an audit event failed", exc_info=True)
+        return False
 
 
 def record_llm_call(
@@ -159,40 +158,37 @@ def record_llm_call(
     error_type: str | None = None,
     error_message: str | None = None,
 ) -> None:
-    """Write one audit event. Call it while the LLM call's span is current: trace/span ids and the
-    tenant context are taken from the active context. Never raises; a broken sink is reported once."""
+    """Audit one LLM call made without our instrumentation: the trace and span ids come from the
+    current span, tenant/user/session and node from the run state. Never raises."""
     try:
-        audit_log = get_audit_log()
-        if audit_log is None or audit_log.sink is None:
-            return
-        trace_id, span_id = _current_ids()
-        tenant_id = user_id = session_id = None
-        try:
-            from nl2sql_observability import context
+        from opentelemetry.trace import get_current_span
 
-            user = context.current_user_context()
-            if node is None:
-                node = context.current_node()
-        except Exception:  # the context module must never break the app's LLM call
-            user = None
-        if user is not None:
-            tenant_id, user_id, session_id = user.tenant_id, user.user_id, user.session_id
-        audit_log.record(
-            model=model,
-            prompt_text=prompt_text,
-            response_text=response_text,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_ms=latency_ms,
-            status=status,
-            node=node,
-            error_type=error_type,
-            error_message=error_message,
-            trace_id=trace_id,
-            span_id=span_id,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            session_id=session_id,
+        from nl2sql_observability import context
+
+        span_context = get_current_span().get_span_context()
+        user = context.current_user_context()
+        submit(
+            CallRecord(
+                trace_id=span_context.trace_id if span_context.is_valid else 0,
+                span_id=span_context.span_id if span_context.is_valid else 0,
+                tenant_id=user.tenant_id if user is not None else None,
+                user_id=user.user_id if user is not None else None,
+                session_id=user.session_id if user is not None else None,
+                node=node if node is not None else context.current_node(),
+                model=model,
+                provider="unknown",
+                response_model=model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost=None,
+                status=status,
+                error_type=error_type,
+                error_message=error_message,
+                end_time=time.time(),
+                duration_s=latency_ms / 1000.0,
+                prompt_text=prompt_text,
+                response_text=response_text,
+            )
         )
     except Exception:  # pragma: no cover - belt and braces: auditing never breaks the app
         _log.debug("record_llm_call failed", exc_info=True)

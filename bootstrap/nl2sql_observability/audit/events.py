@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from nl2sql_observability.callrecord import CallRecord
+from nl2sql_observability.context import is_valid_tenant_id
 from nl2sql_observability.scrubbing import get_scrubber
 
 SCHEMA_VERSION = 1
@@ -89,6 +91,10 @@ def build_event(
     def short(value: object) -> str | None:
         return None if value is None else scrub(str(value))[:1024]
 
+    def tenant(value: str | None) -> str | None:
+        # A tenant id the contract allows is a metric label as it is: the audit log shows it as it is.
+        return value if is_valid_tenant_id(value) else short(value)
+
     total = (
         None if input_tokens is None and output_tokens is None else (input_tokens or 0) + (output_tokens or 0)
     )
@@ -98,7 +104,7 @@ def build_event(
         "timestamp": timestamp or now_timestamp(),
         "trace_id": trace_id,
         "span_id": span_id,
-        "tenant_id": short(tenant_id),
+        "tenant_id": tenant(tenant_id),
         "user_id": short(user_id),
         "session_id": short(session_id),
         "node": short(node),
@@ -111,6 +117,29 @@ def build_event(
         "error_type": short(error_type),
         "error_message": None if error_message is None else cap_text(str(error_message), text_max_chars),
     }
+
+
+def event_from_record(record: CallRecord, *, text_max_chars: int = 16384) -> AuditEvent:
+    """The audit event of one call: its ids and fields, text scrubbed and capped."""
+    return build_event(
+        model=record.model,
+        prompt_text=record.prompt_text,
+        response_text=record.response_text,
+        input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens,
+        latency_ms=record.duration_s * 1000.0,
+        status=record.status,
+        node=record.node,
+        error_type=record.error_type,
+        error_message=record.error_message,
+        trace_id=record.trace_id_hex,
+        span_id=record.span_id_hex,
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        session_id=record.session_id,
+        timestamp=format_timestamp(datetime.fromtimestamp(record.end_time, timezone.utc)),
+        text_max_chars=text_max_chars,
+    )
 
 
 def encode_line(event: AuditEvent) -> bytes:

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from nl2sql_observability.settings import ConfigurationError
+from nl2sql_observability.errors import ConfigurationError
 
 ENV_PREFIX = "OBSERVABILITY_AUDIT_"
 
@@ -46,7 +46,9 @@ def parse_retention(value: object) -> timedelta:
 
 
 class AuditSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     enabled: bool = Field(default=True, description="Capture LLM prompts/responses at all.")
     sink: Literal["file", "sqlite"] = Field(default="file", description="Where events go.")
@@ -75,6 +77,27 @@ class AuditSettings(BaseSettings):
     )
     text_max_chars: int = Field(default=16384, ge=64, description="Cap on each text field, after scrubbing.")
     fsync: bool = Field(default=False, description="fsync after every event (survives power loss; slower).")
+    queue_size: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Events waiting for the background writer at most; a full queue makes the app's"
+        " thread wait (up to QUEUE_TIMEOUT).",
+    )
+    queue_timeout: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds the app's thread waits at most for room in a full queue; past it the event"
+        " is counted in nl2sql.audit.events{outcome=failed, error.type=queue_full} and logged.",
+    )
+    exit_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds the process waits at most, at exit or on SIGTERM, for the writer to store"
+        " the queued events; what is left is counted as failed and logged.",
+    )
 
     @field_validator("retention", mode="before")
     @classmethod

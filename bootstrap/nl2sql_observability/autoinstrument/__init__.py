@@ -27,7 +27,7 @@ from nl2sql_observability.autoinstrument.settings import (
     load_instrumentor_settings,
 )
 
-__all__ = ["ENTRY_POINT_NAME", "Nl2sqlInstrumentor", "active_handler"]
+__all__ = ["ENTRY_POINT_NAME", "Nl2sqlInstrumentor", "active_handler", "use_instrumentor_settings"]
 
 ENTRY_POINT_NAME = "nl2sql_langgraph"
 _log = logging.getLogger("nl2sql_observability.autoinstrument")
@@ -35,6 +35,16 @@ _log = logging.getLogger("nl2sql_observability.autoinstrument")
 _handler: Any = None  # the Nl2sqlCallbackHandler while instrumented
 _hook: tuple[Any, ...] | None = None  # our entry in LangChain's configure hooks
 _wrapped_pregel: type | None = None
+
+
+_pushed_settings: InstrumentorSettings | None = None
+
+
+def use_instrumentor_settings(settings: InstrumentorSettings | None) -> None:
+    """The settings the next `instrument()` uses (`settings.use_settings` hands them over); None: it
+    reads the environment."""
+    global _pushed_settings
+    _pushed_settings = settings
 
 
 def active_handler() -> Any:
@@ -53,10 +63,7 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         global _handler, _hook, _wrapped_pregel
         settings = kwargs.get("settings")
         if not isinstance(settings, InstrumentorSettings):
-            from nl2sql_observability.settings import current_settings
-
-            tree = current_settings()
-            settings = tree.instrumentor if tree is not None else None
+            settings = _pushed_settings
         if not isinstance(settings, InstrumentorSettings):
             try:
                 settings = load_instrumentor_settings()
@@ -67,10 +74,12 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from nl2sql_observability.autoinstrument.dbapi import patch_dbapi
 
         patch_dbapi()
-        try:
-            from langchain_core.tracers.context import _configure_hooks, register_configure_hook
-        except ImportError:
-            return  # no LangChain: nothing more to hook
+        from nl2sql_observability.autoinstrument.hooks import warn_if_moved
+
+        langchain_ok, langgraph_ok = warn_if_moved()
+        if not langchain_ok:
+            return  # no LangChain, or one whose hooks moved (warned): nothing more to hook
+        from langchain_core.tracers.context import _configure_hooks, register_configure_hook
 
         from nl2sql_observability.autoinstrument.graphs import pregel_class, stream_wrapper
         from nl2sql_observability.autoinstrument.handler import GraphRunRegistry, Nl2sqlCallbackHandler
@@ -86,11 +95,11 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _hook = _configure_hooks[-1]
         _handler = handler
 
-        pregel = pregel_class()
+        pregel = pregel_class() if langgraph_ok else None
         if pregel is not None:
             import wrapt
 
-            wrapper = stream_wrapper(registry, keys)
+            wrapper = stream_wrapper(registry, keys, gc_freeze=settings.gc_freeze)
             wrapt.wrap_function_wrapper(pregel, "stream", wrapper)
             wrapt.wrap_function_wrapper(pregel, "astream", wrapper)
             _wrapped_pregel = pregel

@@ -17,8 +17,8 @@ from contextvars import ContextVar
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from nl2sql_observability.context import _NODE, _USER_CONTEXT, UserContext
-from nl2sql_observability.instrumentation import _CURRENT_STEP, Step
+from nl2sql_observability.context import UserContext, current_run_state, set_run_state
+from nl2sql_observability.steps import Step
 
 __all__ = ["Activation", "Snapshot"]
 
@@ -28,20 +28,16 @@ _ACTIVE: ContextVar[Activation | None] = ContextVar("nl2sql_activation", default
 class Snapshot:
     """The values of the current context that runs change, to put back later."""
 
-    __slots__ = ("activation", "ctx", "node", "step", "user")
+    __slots__ = ("activation", "ctx", "state")
 
     def __init__(self) -> None:
         self.ctx = otel_context.get_current()
-        self.user = _USER_CONTEXT.get()
-        self.node = _NODE.get()
-        self.step = _CURRENT_STEP.get()
+        self.state = current_run_state()
         self.activation = _ACTIVE.get()
 
     def put_back(self) -> None:
         otel_context.attach(self.ctx)  # the token is not kept: there is nothing to reset it against
-        _USER_CONTEXT.set(self.user)
-        _NODE.set(self.node)
-        _CURRENT_STEP.set(self.step)
+        set_run_state(*self.state)
         _ACTIVE.set(self.activation)
 
     def restore_if_changed(self) -> None:
@@ -51,20 +47,20 @@ class Snapshot:
 
 
 class Activation:
-    """The values a run made current, and the ones it replaced."""
+    """The values a run made current, and the ones it replaced (kept here rather than in a
+    `Snapshot`: one object less per run on the request path)."""
 
-    __slots__ = ("_ctx", "_prev", "ended")
+    __slots__ = ("_ctx", "_prev_activation", "_prev_ctx", "_prev_state", "ended")
 
     def __init__(self, ctx: Context, user: UserContext | None, node: str | None, step: Step | None) -> None:
         _unwind_finished()
-        self._prev = Snapshot()
+        self._prev_ctx = otel_context.get_current()
+        self._prev_state = current_run_state()
+        self._prev_activation = _ACTIVE.get()
         self._ctx = ctx
         self.ended = False
         otel_context.attach(ctx)
-        _USER_CONTEXT.set(user)
-        _NODE.set(node)
-        if step is not None:
-            _CURRENT_STEP.set(step)
+        set_run_state(user, node, step if step is not None else self._prev_state.step)
         _ACTIVE.set(self)
 
     def is_current(self) -> bool:
@@ -74,12 +70,17 @@ class Activation:
         """Mark the run ended; put the previous values back if its context is the current one."""
         self.ended = True
         if self.is_current():
-            self._prev.put_back()
+            self._put_back()
+
+    def _put_back(self) -> None:
+        otel_context.attach(self._prev_ctx)  # the token is not kept: there is nothing to reset it against
+        set_run_state(*self._prev_state)
+        _ACTIVE.set(self._prev_activation)
 
 
 def _unwind_finished() -> None:
     """Unwind the runs whose end was delivered in another context but whose values are still here."""
     active = _ACTIVE.get()
     while active is not None and active.ended and active.is_current():
-        active._prev.put_back()
+        active._put_back()
         active = _ACTIVE.get()

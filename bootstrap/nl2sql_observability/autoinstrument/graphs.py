@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -42,12 +43,19 @@ def _parent_config() -> Mapping[str, Any] | None:
         return None
 
 
-def stream_wrapper(registry: GraphRunRegistry, keys: IdentityKeys) -> Callable[..., Any]:
-    """A wrapt wrapper for `Pregel.stream` and `Pregel.astream`."""
+def stream_wrapper(
+    registry: GraphRunRegistry, keys: IdentityKeys, *, gc_freeze: bool = False
+) -> Callable[..., Any]:
+    """A wrapt wrapper for `Pregel.stream` and `Pregel.astream`; with `gc_freeze`, the first graph run
+    first freezes the heap the app built up to then (`OBSERVABILITY_GC_FREEZE`)."""
+    freeze_pending = [gc_freeze]
 
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if freeze_pending[0]:
+            freeze_pending[0] = False
+            gc.freeze()  # long-lived objects out of every full collection from now on
         try:
             in_args = len(args) > 1
             config = args[1] if in_args else kwargs.get("config")

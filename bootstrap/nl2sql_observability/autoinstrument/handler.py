@@ -29,11 +29,14 @@ from opentelemetry.context import Context
 
 from nl2sql_observability import semconv as sc
 from nl2sql_observability.autoinstrument.activation import Activation
+from nl2sql_observability.autoinstrument.chat import end_chat, fail_chat, start_chat
+from nl2sql_observability.autoinstrument.hooks import CONTROL_FLOW
 from nl2sql_observability.autoinstrument.identity import Identity, IdentityKeys, resolve_identity
-from nl2sql_observability.autoinstrument.messages import messages_text, model_name, provider_name, read_result
 from nl2sql_observability.autoinstrument.validation import failure_of
-from nl2sql_observability.context import UserContext
-from nl2sql_observability.instrumentation import _CURRENT_STEP, LlmCall, Step, count_validation, error_type_of
+from nl2sql_observability.context import UserContext, current_step
+from nl2sql_observability.instruments import error_type_of
+from nl2sql_observability.llm import LlmCall
+from nl2sql_observability.steps import Step, count_validation
 
 __all__ = ["GraphRunRegistry", "Nl2sqlCallbackHandler"]
 
@@ -41,7 +44,7 @@ _log = logging.getLogger("nl2sql_observability.autoinstrument")
 
 _MAX_TRACKED = 65_536  # runs whose end never came (abandoned generators) are evicted, oldest first
 # LangGraph's control flow (interrupt(), Command(graph=PARENT)) travels as exceptions; it is no error.
-_CONTROL_FLOW = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
+_CONTROL_FLOW = CONTROL_FLOW
 
 
 def _is_control_flow(exc: BaseException) -> bool:
@@ -176,7 +179,7 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         user = identity.user_context()
         current = otel_context.get_current()
         base = identity.in_baggage(current)
-        explicit = _CURRENT_STEP.get()
+        explicit = current_step()
         if explicit is not None and explicit.kind == "workflow" and not explicit.auto:
             # The app measures the request itself (`workflow()`): no second span or histogram.
             run = _Run("graph", base, identity, user, None)
@@ -242,12 +245,12 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            meta = metadata or {}
             parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
-            call = LlmCall(
-                model=model_name(serialized, meta, kwargs),
-                provider=provider_name(meta),
-                prompt_text=messages_text(messages),
+            call = start_chat(
+                serialized,
+                messages,
+                metadata,
+                kwargs,
                 parent=parent.ctx if parent is not None else None,
                 node=parent.node if parent is not None else None,
                 user=parent.user if parent is not None else None,
@@ -266,30 +269,14 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is None or run.call is None:
             return
-        try:
-            reply = read_result(response)
-            run.call.set_response(
-                reply.text,
-                input_tokens=reply.input_tokens,
-                output_tokens=reply.output_tokens,
-                response_model=reply.response_model,
-            )
-        except Exception:  # pragma: no cover
-            _log.debug("reading the LLM result failed", exc_info=True)
-        finally:
-            if run.activation is not None:
-                run.activation.restore()
-            run.call.finish()
+        if run.activation is not None:
+            run.activation.restore()
+        end_chat(run.call, response)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None or run.call is None:
             return
-        try:
-            run.call.set_error(error)
-        except Exception:  # pragma: no cover
-            _log.debug("on_llm_error failed", exc_info=True)
-        finally:
-            if run.activation is not None:
-                run.activation.restore()
-            run.call.finish()
+        if run.activation is not None:
+            run.activation.restore()
+        fail_chat(run.call, error)

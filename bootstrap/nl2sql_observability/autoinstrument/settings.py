@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from nl2sql_observability.settings import ConfigurationError
+from nl2sql_observability.errors import ConfigurationError
 
 __all__ = ["InstrumentorConfigError", "InstrumentorSettings", "load_instrumentor_settings"]
 
@@ -34,6 +34,12 @@ class InstrumentorSettings(BaseSettings):
     context_session_key: str = Field(default="thread_id", description="config key of `session.id`")
     validator_nodes: Annotated[tuple[str, ...], NoDecode] = Field(
         default=_DEFAULT_VALIDATORS, description="graph nodes whose outcome counts as a SQL validation"
+    )
+    gc_freeze: bool = Field(
+        default=False,
+        description="at the first graph run, move every object alive to the garbage collector's"
+        " permanent generation (gc.freeze()), so full collections scan only what came after; process-wide,"
+        " so opt-in",
     )
 
     @field_validator("context_tenant_key", "context_user_key", "context_session_key")

@@ -45,20 +45,14 @@ _scrubber: Scrubber | None = None
 
 
 def get_scrubber() -> Scrubber:
-    """The process-wide scrubber: the one of the settings `configure()` loaded, else built on first
-    use from the environment."""
+    """The process-wide scrubber: the one `set_scrubber` was handed (`settings.use_settings` does
+    that), else built on first use from the environment."""
     global _scrubber
     current = _scrubber
     if current is not None:
         return current
     with _lock:
         if _scrubber is None:
-            from nl2sql_observability.settings import current_settings
-
-            tree = current_settings()
-            if tree is not None:
-                _scrubber = tree.scrubber
-                return _scrubber
             try:
                 _scrubber = load_scrubber()
             except ScrubConfigError as exc:
@@ -68,8 +62,7 @@ def get_scrubber() -> Scrubber:
 
 
 def set_scrubber(scrubber: Scrubber | None) -> None:
-    """Replace the process-wide scrubber (`None`: rebuild from the settings, else the environment,
-    on next use)."""
+    """Replace the process-wide scrubber (`None`: rebuild from the environment on next use)."""
     global _scrubber
     with _lock:
         _scrubber = scrubber

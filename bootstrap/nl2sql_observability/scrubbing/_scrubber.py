@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from nl2sql_observability.errors import ConfigurationError
 from nl2sql_observability.scrubbing._edits import Edit, Region, apply_edits, compose
 from nl2sql_observability.scrubbing._rules import (
     KIND_RE,
@@ -20,7 +21,6 @@ from nl2sql_observability.scrubbing._rules import (
     marker,
 )
 from nl2sql_observability.scrubbing._timed import PatternError, TimedPattern
-from nl2sql_observability.settings import ConfigurationError
 
 _log = logging.getLogger("nl2sql_observability.scrubbing")
 

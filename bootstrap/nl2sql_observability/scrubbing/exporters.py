@@ -12,6 +12,9 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 from opentelemetry.util import types
 
+from nl2sql_observability.context import is_valid_tenant_id
+from nl2sql_observability.semconv import TENANT_ID
+
 
 def _scrub_attr_value(value: Any, scrub: Callable[[str], str]) -> Any:
     if isinstance(value, str):
@@ -29,6 +32,8 @@ def _scrub_attributes(
         return attrs
     changed: dict[str, Any] | None = None
     for key, value in attrs.items():
+        if key == TENANT_ID and is_valid_tenant_id(value):
+            continue  # a tenant id the contract allows is a metric label as it is: never scrubbed
         new = _scrub_attr_value(value, scrub)
         if new is not value and new != value:
             if changed is None:

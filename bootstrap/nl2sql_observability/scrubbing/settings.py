@@ -14,7 +14,9 @@ class ScrubSettings(BaseSettings):
     """`OBSERVABILITY_SCRUB_IP` (default true), `OBSERVABILITY_SCRUB_EXTRA_PATTERNS` (JSON object
     kind -> regex, or JSON list of regexes), `OBSERVABILITY_SCRUB_ALLOW` (JSON list of regexes)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     ip: bool = Field(default=True, description="Redact IPv4/IPv6 addresses (loopback is kept).")
     extra_patterns: dict[str, str] | list[str] = Field(
