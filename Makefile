@@ -10,6 +10,11 @@ PY := $(VENV)/bin/python
 export NL2SQL_OBS_TOOLS ?= $(HOME)/.cache/nl2sql-obs/bin
 # up/down/ps/logs/clean take the compose files from COMPOSE_FILES (scripts/lib.sh), e.g.
 #   make up COMPOSE_FILES="compose/docker-compose.yml compose/docker-compose.vendor.yml"
+# make up SCALE=1 (and make down/ps/logs SCALE=1): the scale-out profile, an agent collector in front of
+# two tail-sampling collectors (compose/docker-compose.scale.yml, docs/scaling.md).
+ifneq ($(SCALE),)
+export COMPOSE_FILES ?= compose/docker-compose.yml compose/docker-compose.scale.yml
+endif
 # make demo: the app's log lines go over OTLP to the log store, and to this file when set.
 DEMO_LOG_FILE ?=
 

@@ -6,7 +6,7 @@
 #   scripts/build-tools.sh probe jaeger
 #
 # Tools: probe, docker-compose, builder, otelcol-nl2sql, jaeger, prometheus (+ promtool), victorialogs,
-# telemetrygen.
+# telemetrygen, helm (checks deploy/helm: lint and template; it never talks to a cluster).
 # Each tool is skipped when it was already built from the same inputs: the stamp is a hash of its
 # wrapper module (tools/NAME/go.mod + go.sum, or collector/manifest.yaml) and the Go version.
 # GOMODCACHE and GOCACHE are Go's defaults, so a second run on the same machine is warm.
@@ -90,6 +90,12 @@ build_telemetrygen() {
     gobuild telemetrygen telemetrygen github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen -ldflags "-s -w"
 }
 
+build_helm() {
+    # Helm's version variables, so `helm version` and the chart's .Capabilities report v4.3.2.
+    local v=helm.sh/helm/v4/internal/version
+    gobuild helm helm helm.sh/helm/v4/cmd/helm -ldflags "-s -w -X $v.version=v4.3.2 -X $v.gitTreeState=clean"
+}
+
 build_otelcol_nl2sql() {
     # ocb generates a main module from collector/manifest.yaml (outside the checkout) and compiles it.
     local src="$CACHE/build/otelcol-nl2sql"
@@ -139,6 +145,7 @@ one() {
         prometheus|promtool) name=prometheus; inputs=("$ROOT/tools/prometheus/go.mod" "$ROOT/tools/prometheus/go.sum"); bins=(prometheus promtool) ;;
         victorialogs|victoria-logs) name=victorialogs; inputs=("$ROOT/tools/victorialogs/go.mod" "$ROOT/tools/victorialogs/go.sum"); bins=(victoria-logs) ;;
         telemetrygen)   inputs=("$ROOT/tools/telemetrygen/go.mod" "$ROOT/tools/telemetrygen/go.sum"); bins=(telemetrygen) ;;
+        helm)           inputs=("$ROOT/tools/helm/go.mod" "$ROOT/tools/helm/go.sum"); bins=(helm) ;;
         otelcol|otelcol-nl2sql)
             name=otelcol-nl2sql
             [[ -f "$ROOT/collector/manifest.yaml" ]] || { log "collector/manifest.yaml missing"; return 1; }
@@ -158,6 +165,6 @@ one() {
 }
 
 if (($# == 0)); then
-    set -- probe docker-compose jaeger prometheus victorialogs telemetrygen otelcol-nl2sql
+    set -- probe docker-compose jaeger prometheus victorialogs telemetrygen helm otelcol-nl2sql
 fi
 for t in "$@"; do one "$t"; done

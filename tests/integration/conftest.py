@@ -9,19 +9,19 @@ Grafana server, which skip with the reason "no Grafana image on this machine".
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from stackkit import (
     BACKENDS,
-    COMPOSE_FILE,
-    COMPOSE_OVERRIDES,
     FIGURES,
     GRAFANA_SKIP_REASON,
     IMAGE_VARS,
@@ -110,10 +110,17 @@ def missing_images(env: dict[str, str]) -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The stack (collector, Jaeger, Prometheus, VictoriaLogs) up and healthy, with fresh volumes;
-    removed after."""
+@contextlib.contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    files: list[Path] | None = None,
+    services: tuple[str, ...] = BACKENDS,
+    extra_env: dict[str, str] | None = None,
+    label: str = "stack",
+) -> Iterator[Stack]:
+    """A compose project from these files (default: the base stack) with these services up and healthy,
+    fresh volumes and ports; removed after."""
     problem = _docker_ok() or missing_images(env := image_env())
     if problem:
         pytest.skip(problem)
@@ -121,7 +128,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     secret = tmp_path_factory.mktemp("grafana") / "admin-password"
     secret.write_text("not-used-by-the-integration-tests\n")
     env["GRAFANA_ADMIN_PASSWORD_FILE"] = str(secret)
-    s = Stack(env=env)
+    env.update(extra_env or {})
+    s = Stack(env=env, services=services)
+    if files is not None:
+        s.files = files
 
     from testcontainers.compose import DockerCompose
 
@@ -129,8 +139,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     os.environ.update(s.env)  # DockerCompose runs `docker compose` with this process's environment
     compose = DockerCompose(
         context=str(ROOT),
-        compose_file_name=[str(COMPOSE_FILE.relative_to(ROOT)), *map(str, COMPOSE_OVERRIDES)],
-        services=list(BACKENDS),  # Grafana is left out: its image can't be pulled or built here
+        compose_file_name=[str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f) for f in s.files],
+        services=list(services),  # Grafana is left out: its image can't be pulled or built here
         wait=True,
         pull=False,
     )
@@ -138,7 +148,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         compose.start()
         s.wait_healthy(timeout=120)
-        FIGURES.put("stack start-up to healthy", f"{time.monotonic() - t0:.1f}s ({', '.join(BACKENDS)})")
+        FIGURES.put(f"{label} start-up to healthy", f"{time.monotonic() - t0:.1f}s ({', '.join(services)})")
         FIGURES.put("images", ", ".join(f"{k}={env[k]}" for k in IMAGE_VARS))
         wait_until(
             lambda: s.get_json(f"{s.prometheus}/api/v1/status/buildinfo"), timeout=60, what="Prometheus API"
@@ -158,6 +168,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def stack_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., contextlib.AbstractContextManager[Stack]]:
+    """running_stack for a test module that needs another profile (e.g. the scale-out overlay)."""
+    return functools.partial(running_stack, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack (collector, Jaeger, Prometheus, VictoriaLogs) up and healthy, with fresh volumes;
+    removed after."""
+    with running_stack(tmp_path_factory) as s:
+        yield s
 
 
 @pytest.fixture

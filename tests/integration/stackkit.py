@@ -132,6 +132,9 @@ class Stack:
     project: str = field(default_factory=lambda: f"nl2sqlit{uuid.uuid4().hex[:8]}")
     ports: dict[str, int] = field(default_factory=dict)
     session: requests.Session = field(default_factory=requests.Session)
+    # the compose files (a profile's overlay comes after the base file) and the services it waits for
+    files: list[Path] = field(default_factory=lambda: [COMPOSE_FILE, *COMPOSE_OVERRIDES])
+    services: tuple[str, ...] = BACKENDS
 
     def __post_init__(self) -> None:
         for name in PORT_VARS:
@@ -150,7 +153,7 @@ class Stack:
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         docker = shutil.which("docker") or "docker"
-        files = [x for f in [COMPOSE_FILE, *COMPOSE_OVERRIDES] for x in ("-f", str(f))]
+        files = [x for f in self.files for x in ("-f", str(f))]
         cmd = [docker, "compose", *files, "-p", self.project, *args]
         proc = subprocess.run(
             cmd,
@@ -177,7 +180,7 @@ class Stack:
         return ""
 
     def wait_healthy(self, *services: str, timeout: float = 120) -> None:
-        for service in services or BACKENDS:
+        for service in services or self.services:
             wait_until(
                 lambda s=service: self.health(s) == "healthy", timeout=timeout, what=f"{service} healthy"
             )
@@ -197,7 +200,7 @@ class Stack:
     def memory_mib(self) -> dict[str, float]:
         """Resident memory of each backend container, as `docker stats` reports it."""
         out: dict[str, float] = {}
-        for service in BACKENDS:
+        for service in self.services:
             cid = self.container_id(service)
             if not cid:
                 continue

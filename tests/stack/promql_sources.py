@@ -129,8 +129,25 @@ COLLECTOR_METRICS = {
 }
 
 
+# The scale-out profile's tiers (collector/agent.yaml, collector/sampler.yaml): the agent's load_balancing
+# exporter and the samplers' tail_sampling processor, named as in their metadata (documentation.md);
+# tests/stack/test_scale_out.py checks them against the running binaries.
+SCALE_OUT_METRICS = {
+    "otelcol_loadbalancer_backend_outcome",
+    "otelcol_loadbalancer_backend_latency_bucket",
+    "otelcol_loadbalancer_num_backends",
+    "otelcol_processor_tail_sampling_global_count_traces_sampled",
+    "otelcol_processor_tail_sampling_count_traces_sampled",
+    "otelcol_processor_tail_sampling_sampling_traces_on_memory",
+    "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early",
+    "otelcol_processor_tail_sampling_traces_dropped_too_large",
+    "otelcol_processor_tail_sampling_sampling_late_span_age_count",
+}
+COLLECTOR_LABELS |= {"success", "endpoint", "resolver", "sampled", "policy", "decision"}
+
+
 def is_collector_metric(name: str) -> bool:
-    return name in COLLECTOR_METRICS
+    return name in COLLECTOR_METRICS or name in SCALE_OUT_METRICS
 
 
 def recording_rules() -> dict[str, set[str]]:

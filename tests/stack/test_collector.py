@@ -20,6 +20,9 @@ from .promql_sources import COLLECTOR_METRICS
 COLLECTOR = ROOT / "collector"
 BASE = COLLECTOR / "config.yaml"
 OVERLAY = COLLECTOR / "overlay-vendor.yaml"
+AGENT = COLLECTOR / "agent.yaml"  # the scale-out profile's two tiers (tests/stack/test_scale_out.py)
+SAMPLER = COLLECTOR / "sampler.yaml"
+CONFIGS = (BASE, OVERLAY, AGENT, SAMPLER)
 MANIFEST = COLLECTOR / "manifest.yaml"
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 VENDOR_ENV = {
@@ -165,7 +168,7 @@ def test_manifest_pins_one_release() -> None:
 
 
 def test_manifest_lists_exactly_the_components_the_configs_use() -> None:
-    used = used_components(BASE, OVERLAY)
+    used = used_components(*CONFIGS)
     have = manifest_types()
     for kind in KINDS:
         assert have[kind] == used[kind], (
@@ -177,7 +180,7 @@ def test_binary_contains_exactly_the_manifest_components(tool: Callable[[str], P
     proc = run([tool("otelcol-nl2sql"), "components"])
     assert_ok(proc)
     comps = yaml.safe_load(proc.stdout)
-    used = used_components(BASE, OVERLAY)
+    used = used_components(*CONFIGS)
     for kind in KINDS:
         built = {c["name"] for c in comps.get(kind) or []}
         assert built == used[kind], (

@@ -100,8 +100,18 @@ def test_dashboards_unique_and_complete() -> None:
     assert any(s["value"] == 0.05 for s in steps)
     assert any(t.get("exemplar") for p in overview["panels"] for t in p.get("targets", []))
     pipeline = docs["telemetry-pipeline.json"]
-    exprs = " ".join(t["expr"] for p in pipeline["panels"] for t in p["targets"])
+    exprs = " ".join(t["expr"] for p in pipeline["panels"] for t in p.get("targets", []))
     for name in ("accepted", "refused", "send_failed", "enqueue_failed", "queue_size", "queue_capacity"):
+        assert name in exprs, name
+    # the scale-out profile's row: load balancer outcomes and latency, sampler decisions, losses, late spans
+    for name in (
+        "loadbalancer_backend_outcome",
+        "loadbalancer_backend_latency",
+        "global_count_traces_sampled",
+        "sampling_traces_on_memory",
+        "sampler_traces_lost",
+        "sampler_late_spans",
+    ):
         assert name in exprs, name
     for d in docs.values():
         ids = [p["id"] for p in d["panels"]]
@@ -122,6 +132,8 @@ def test_alerting_provisioning_can_start_and_route() -> None:
         "nl2sql-validation-failure-rate-high",
         "nl2sql-tenant-cost-over-budget",
         "telemetry-dropped",
+        "telemetry-sampler-losing-traces",
+        "telemetry-loadbalancer-failing",
     }
     for r in all_rules:
         assert r["for"] == "5m", r["uid"]
