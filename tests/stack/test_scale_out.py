@@ -181,14 +181,14 @@ def test_sampler_policies_decide_as_documented(tool: Callable[[str], Path], tmp_
 
 
 def _kept_by_policy(debug_output: str) -> dict[str, str]:
-    """trace id → tailsampling.policy, from the debug exporter's detailed output."""
+    """trace id → tailsampling.policy on its span, from the debug exporter's detailed output (which the
+    collector logs as JSON: its newlines arrive escaped)."""
     kept: dict[str, str] = {}
-    trace_id = ""
-    for line in debug_output.splitlines():
-        if "Trace ID" in line:
-            trace_id = line.rsplit(":", 1)[1].strip()
-        elif "tailsampling.policy" in line and trace_id:
-            kept[trace_id] = line.split("Str(", 1)[1].split(")", 1)[0]
+    for block in debug_output.replace("\\n", "\n").split("Span #")[1:]:
+        block = block.split("ScopeSpans #", 1)[0]  # this span's lines only, not the next scope's
+        trace_id = block.split("Trace ID", 1)[1].split(":", 1)[1].split()[0]
+        if "-> tailsampling.policy: Str(" in block:
+            kept[trace_id] = block.split("-> tailsampling.policy: Str(", 1)[1].split(")", 1)[0]
     return kept
 
 
