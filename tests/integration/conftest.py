@@ -129,7 +129,7 @@ def running_stack(
     secret.write_text("not-used-by-the-integration-tests\n")
     env["GRAFANA_ADMIN_PASSWORD_FILE"] = str(secret)
     env.update(extra_env or {})
-    s = Stack(env=env, services=services)
+    s = Stack(env=env, wait_for=services)
     if files is not None:
         s.files = files
 

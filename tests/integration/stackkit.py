@@ -134,7 +134,7 @@ class Stack:
     session: requests.Session = field(default_factory=requests.Session)
     # the compose files (a profile's overlay comes after the base file) and the services it waits for
     files: list[Path] = field(default_factory=lambda: [COMPOSE_FILE, *COMPOSE_OVERRIDES])
-    services: tuple[str, ...] = BACKENDS
+    wait_for: tuple[str, ...] = BACKENDS
 
     def __post_init__(self) -> None:
         for name in PORT_VARS:
@@ -180,7 +180,7 @@ class Stack:
         return ""
 
     def wait_healthy(self, *services: str, timeout: float = 120) -> None:
-        for service in services or self.services:
+        for service in services or self.wait_for:
             wait_until(
                 lambda s=service: self.health(s) == "healthy", timeout=timeout, what=f"{service} healthy"
             )
@@ -200,7 +200,7 @@ class Stack:
     def memory_mib(self) -> dict[str, float]:
         """Resident memory of each backend container, as `docker stats` reports it."""
         out: dict[str, float] = {}
-        for service in self.services:
+        for service in self.wait_for:
             cid = self.container_id(service)
             if not cid:
                 continue

@@ -128,7 +128,11 @@ def incomplete(trace: dict[str, Any]) -> str | None:
     orphans = [s["operationName"] for s in spans.values() if parent_id(s) not in (None, *spans)]
     if orphans:
         return f"parents missing for {orphans}: {names}"
-    nodes = {s["operationName"].removeprefix("node "): s for s in spans.values() if s["operationName"].startswith("node ")}
+    nodes = {
+        s["operationName"].removeprefix("node "): s
+        for s in spans.values()
+        if s["operationName"].startswith("node ")
+    }
     needed = {"lookup_schema", "generate_sql", "validate_sql"}
     validation = nodes.get("validate_sql")
     if validation is not None and span_tag(validation, "error.type") is None:
@@ -204,7 +208,10 @@ def test_failed_and_watched_traces_kept_and_a_share_of_the_rest(main_run: MainRu
 
     # the policy that kept a trace is on its spans (feature gate recordpolicy)
     for tid in failed:
-        assert policies(kept[tid]) & {"errors", "validation-failed", "not-answered"}, (tid, policies(kept[tid]))
+        assert policies(kept[tid]) & {"errors", "validation-failed", "not-answered"}, (
+            tid,
+            policies(kept[tid]),
+        )
     for tid in watched - failed:
         assert _tenant(kept[tid]) == WATCHED
         assert policies(kept[tid]) == {"watched-tenants"}, (tid, policies(kept[tid]))
@@ -291,7 +298,8 @@ def test_metrics_equal_the_unsampled_truth(scale: ScaleStack, main_run: MainRun)
     ]
     FIGURES.put(
         "scale-out: LLM call p95",
-        f"Prometheus {p95_prom:.4f}s, truth {p95_truth:.4f}s (bucketed; exact {percentile(truth, 0.95):.4f}s), "
+        f"Prometheus {p95_prom:.4f}s, truth {p95_truth:.4f}s "
+        f"(bucketed; exact {percentile(truth, 0.95):.4f}s), "
         f"kept traces alone {percentile(kept_chat, 0.95):.4f}s",
     )
     assert p95_prom is not None
@@ -351,4 +359,3 @@ def test_killing_a_sampler_loses_at_most_what_it_held(
     assert after, "no failed question ran after the kill: the run was too short"
     assert not [t for t in after if t in lost], "traces started after the kill were lost"
     assert spans_after > spans_before
-

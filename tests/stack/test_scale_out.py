@@ -36,7 +36,9 @@ def test_agent_validates_on_top_of_the_base_config(tool: Callable[[str], Path]) 
 
 
 @pytest.mark.parametrize("env", [{}, SAMPLING_ENV], ids=["defaults", "settings"])
-def test_sampler_validates_with_the_recordpolicy_gate(tool: Callable[[str], Path], env: dict[str, str]) -> None:
+def test_sampler_validates_with_the_recordpolicy_gate(
+    tool: Callable[[str], Path], env: dict[str, str]
+) -> None:
     assert_ok(run([tool("otelcol-nl2sql"), "validate", f"--config={SAMPLER}", GATE], env=env))
 
 
@@ -61,7 +63,9 @@ def test_sampler_holds_only_traces() -> None:
     assert ts["maximum_trace_size_bytes"] > 0
 
 
-def _span(trace_id: str, name: str, attrs: dict[str, str], *, error: bool = False, ms: int = 50) -> dict[str, Any]:
+def _span(
+    trace_id: str, name: str, attrs: dict[str, str], *, error: bool = False, ms: int = 50
+) -> dict[str, Any]:
     start = time.time_ns() - 10_000_000_000
     span: dict[str, Any] = {
         "traceId": trace_id,
@@ -82,11 +86,18 @@ CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     tid: case
     for tid, case in {
         "a1" * 16: (_span("a1" * 16, "node execute_sql", {"tenant.id": "zeta"}, error=True), "errors"),
-        "a2" * 16: (_span("a2" * 16, "invoke_workflow nl2sql", {"nl2sql.outcome": "sql_error"}), "not-answered"),
+        "a2" * 16: (
+            _span("a2" * 16, "invoke_workflow nl2sql", {"nl2sql.outcome": "sql_error"}),
+            "not-answered",
+        ),
         "a3" * 16: (_span("a3" * 16, "invoke_workflow nl2sql", {"nl2sql.outcome": "answered"}), None),
         "a4" * 16: (_span("a4" * 16, "invoke_workflow nl2sql", {"tenant.id": "zeta"}), None),
         "a5" * 16: (
-            _span("a5" * 16, "node validate_sql", {"nl2sql.node.name": "validate_sql", "error.type": "syntax_error"}),
+            _span(
+                "a5" * 16,
+                "node validate_sql",
+                {"nl2sql.node.name": "validate_sql", "error.type": "syntax_error"},
+            ),
             "validation-failed",
         ),
         "a6" * 16: (_span("a6" * 16, "invoke_workflow nl2sql", {"tenant.id": "globex"}), "watched-tenants"),
@@ -116,7 +127,13 @@ def test_sampler_policies_decide_as_documented(tool: Callable[[str], Path], tmp_
             "pipelines": {"traces": {"exporters": ["debug"]}},
             "telemetry": {
                 "metrics": {
-                    "readers": [{"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}}}]
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {"prometheus": {"host": "127.0.0.1", "port": ports["metrics"]}}
+                            }
+                        }
+                    ]
                 }
             },
         },
@@ -135,7 +152,9 @@ def test_sampler_policies_decide_as_documented(tool: Callable[[str], Path], tmp_
         body = {
             "resourceSpans": [
                 {
-                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "stack-check"}}]},
+                    "resource": {
+                        "attributes": [{"key": "service.name", "value": {"stringValue": "stack-check"}}]
+                    },
                     "scopeSpans": [{"spans": [span for span, _ in CASES.values()]}],
                 }
             ]
@@ -205,7 +224,8 @@ def test_overlay_renders_an_agent_and_two_samplers() -> None:
         assert GATE in svc["command"]
         assert "sampler" in svc["networks"]["default"]["aliases"], "the agent finds samplers by DNS"
         assert not svc.get("ports"), "samplers are reached inside the Docker network only"
-        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+        assert svc["read_only"] is True
+        assert svc["cap_drop"] == ["ALL"]
         assert svc["healthcheck"]["test"], name
         assert agent["depends_on"][name]["condition"] == "service_healthy"
     for svc in services.values():
@@ -216,7 +236,12 @@ def test_overlay_renders_an_agent_and_two_samplers() -> None:
         if key.startswith("NL2SQL_"):
             assert key in env_keys, f"{key} has no default in compose/.env"
     # Prometheus scrapes exactly the sampler services of the overlay
-    targets = {t for job in load_yaml(SCRAPE)["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    targets = {
+        t
+        for job in load_yaml(SCRAPE)["scrape_configs"]
+        for sc in job["static_configs"]
+        for t in sc["targets"]
+    }
     assert targets == {f"{n}:8888" for n in samplers}
     mounts = {v["target"]: v for v in services["prometheus"]["volumes"]}
     assert Path(mounts["/etc/prometheus/scrape.d/samplers.yml"]["source"]) == SCRAPE

@@ -1,0 +1,188 @@
+"""The Helm chart (deploy/helm/nl2sql-observability): the real `helm` lints and renders it for the default
+and the production values, every rendered object is valid against the Kubernetes API schemas (offline,
+kubernetes-validate), the collector configs it renders are the repository's and validate with the real
+collector, and the copies in the chart are the repository's files (scripts/sync-chart.sh)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from .conftest import ROOT, assert_ok, find_tool, load_yaml, run
+from .test_scale_out import GATE
+
+CHART = ROOT / "deploy" / "helm" / "nl2sql-observability"
+PRODUCTION = CHART / "values-production.yaml"
+NAMESPACE = "observability"
+RELEASE = "nl2sql"
+# chart copy (under files/) → the repository files it must equal
+SYNCED: dict[str, list[Path]] = {
+    "collector": [ROOT / "collector" / n for n in ("config.yaml", "agent.yaml", "sampler.yaml")],
+    "prometheus/rules": sorted((ROOT / "prometheus" / "rules").glob("*.yml")),
+    "grafana/dashboards": sorted((ROOT / "grafana" / "dashboards").glob("*.json")),
+    "grafana/provisioning/datasources": sorted(
+        (ROOT / "grafana" / "provisioning" / "datasources").glob("*.yaml")
+    ),
+    "grafana/provisioning/alerting": sorted((ROOT / "grafana" / "provisioning" / "alerting").glob("*.yaml")),
+}
+VALUES = {"default": None, "production": PRODUCTION}
+
+
+def test_chart_files_are_the_repository_files() -> None:
+    for copy, sources in SYNCED.items():
+        folder = CHART / "files" / copy
+        assert sources, copy
+        names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        assert names == {s.name for s in sources}, f"files/{copy} differs: run scripts/sync-chart.sh"
+        for src in sources:
+            assert (folder / src.name).read_bytes() == src.read_bytes(), (
+                f"files/{copy}/{src.name} differs from {src.relative_to(ROOT)}: run scripts/sync-chart.sh"
+            )
+
+
+def helm(*args: str | Path) -> Any:
+    return run([find_tool("helm"), *args], env={"HELM_CACHE_HOME": "/nonexistent", "KUBECONFIG": "/dev/null"})
+
+
+@pytest.mark.parametrize("values", list(VALUES), ids=list(VALUES))
+def test_helm_lint(values: str) -> None:
+    extra = ["--values", str(VALUES[values])] if VALUES[values] else []
+    proc = helm("lint", "--strict", CHART, *extra)
+    assert_ok(proc)
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.fixture(scope="module", params=list(VALUES))
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    path = VALUES[request.param]
+    extra = ["--values", str(path)] if path else []
+    proc = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *extra)
+    assert_ok(proc)
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert docs
+    return Rendered(path, docs)
+
+
+@dataclass
+class Rendered:
+    values: Path | None  # the values file on top of the chart's values.yaml
+    docs: list[dict[str, Any]]
+
+    def grafana_urls(self) -> dict[str, str]:
+        """The datasource URLs these values ask for."""
+        urls = dict(load_yaml(CHART / "values.yaml")["grafana"]["datasources"])
+        if self.values is not None:
+            urls.update(load_yaml(self.values).get("grafana", {}).get("datasources", {}))
+        return urls
+
+
+def objects(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def by_component(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
+    (obj,) = [
+        d
+        for d in objects(docs, kind)
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    return obj
+
+
+def test_every_rendered_object_is_valid_against_the_kubernetes_schemas(rendered: Rendered) -> None:
+    version = kubernetes_validate.latest_version()
+    for doc in rendered.docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(
+                f"{doc['kind']}/{doc['metadata']['name']} is not valid Kubernetes {version}: {err.message}"
+            )
+
+
+def test_the_rendered_collector_configs_are_the_repository_files(rendered: Rendered) -> None:
+    (cm,) = [d for d in objects(rendered.docs, "ConfigMap") if d["metadata"]["name"].endswith("-collector")]
+    for src in SYNCED["collector"]:
+        assert cm["data"][src.name] == src.read_text(encoding="utf-8").rstrip("\n"), src.name
+
+
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+@pytest.mark.parametrize("component", ["agent", "sampler"])
+def test_each_tier_validates_with_the_real_collector_as_rendered(
+    rendered: Rendered, component: str, tool: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """The container's own arguments and environment, against the rendered ConfigMap's files."""
+    (cm,) = [d for d in objects(rendered.docs, "ConfigMap") if d["metadata"]["name"].endswith("-collector")]
+    for name, text in cm["data"].items():
+        (tmp_path / name).write_text(text + "\n", encoding="utf-8")
+    kind = (
+        "Deployment"
+        if component == "sampler"
+        else next(
+            d["kind"]
+            for d in rendered.docs
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
+        )
+    )
+    container = _container(by_component(rendered.docs, kind, component))
+    args = [a.replace("/etc/otelcol/", f"{tmp_path}/") for a in container["args"]]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert_ok(run([tool("otelcol-nl2sql"), "validate", *args], env=env))
+
+
+def test_samplers_sit_behind_a_headless_service_the_agents_resolve(rendered: Rendered) -> None:
+    svc = by_component(rendered.docs, "Service", "sampler")
+    assert svc["spec"]["clusterIP"] == "None"
+    sampler = by_component(rendered.docs, "Deployment", "sampler")
+    assert sampler["spec"]["replicas"] >= 2
+    assert svc["spec"]["selector"].items() <= sampler["spec"]["template"]["metadata"]["labels"].items()
+    assert GATE in _container(sampler)["args"]
+    agent_kind = next(
+        d["kind"]
+        for d in rendered.docs
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
+    )
+    env = {e["name"]: e["value"] for e in _container(by_component(rendered.docs, agent_kind, "agent"))["env"]}
+    assert env["NL2SQL_SAMPLER_HOSTNAME"] == f"{svc['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+    for kind in ("Deployment", "DaemonSet"):
+        for w in objects(rendered.docs, kind):
+            c = _container(w)
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert w["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_grafana_and_rules_config_maps(rendered: Rendered) -> None:
+    maps = {
+        d["metadata"]["name"].removeprefix(f"{RELEASE}-nl2sql-observability-"): d
+        for d in objects(rendered.docs, "ConfigMap")
+    }
+    assert set(maps["rules"]["data"]) == {p.name for p in SYNCED["prometheus/rules"]}
+    assert set(maps["dashboards"]["data"]) == {p.name for p in SYNCED["grafana/dashboards"]}
+    assert maps["dashboards"]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert set(maps["alerts"]["data"]) == {p.name for p in SYNCED["grafana/provisioning/alerting"]}
+    ours = load_yaml(ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yaml")
+    theirs = yaml.safe_load(maps["datasources"]["data"]["datasources.yaml"])
+    assert [d["uid"] for d in theirs["datasources"]] == [d["uid"] for d in ours["datasources"]]
+    assert {d["uid"]: d["url"] for d in theirs["datasources"]} == rendered.grafana_urls()
+
+
+def test_a_bad_agent_kind_fails_with_a_clear_message() -> None:
+    proc = helm("template", RELEASE, CHART, "--set", "agent.kind=StatefulSet")
+    assert proc.returncode != 0
+    assert "agent.kind must be DaemonSet or Deployment" in proc.stderr
+
+
+def test_helm_is_the_one_built_from_its_module() -> None:
+    proc = helm("version", "--short")
+    assert_ok(proc)
+    assert proc.stdout.startswith("v4.3.2"), proc.stdout
