@@ -112,6 +112,17 @@ def test_the_rendered_collector_configs_are_the_repository_files(rendered: Rende
         assert cm["data"][src.name] == src.read_text(encoding="utf-8").rstrip("\n"), src.name
 
 
+def workload(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    """The DaemonSet or Deployment of a tier (agent, sampler)."""
+    (obj,) = [
+        d
+        for d in docs
+        if d["kind"] in ("DaemonSet", "Deployment")
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    return obj
+
+
 def _container(workload: dict[str, Any]) -> dict[str, Any]:
     (container,) = workload["spec"]["template"]["spec"]["containers"]
     return dict(container)
@@ -125,16 +136,7 @@ def test_each_tier_validates_with_the_real_collector_as_rendered(
     (cm,) = [d for d in objects(rendered.docs, "ConfigMap") if d["metadata"]["name"].endswith("-collector")]
     for name, text in cm["data"].items():
         (tmp_path / name).write_text(text + "\n", encoding="utf-8")
-    kind = (
-        "Deployment"
-        if component == "sampler"
-        else next(
-            d["kind"]
-            for d in rendered.docs
-            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
-        )
-    )
-    container = _container(by_component(rendered.docs, kind, component))
+    container = _container(workload(rendered.docs, component))
     args = [a.replace("/etc/otelcol/", f"{tmp_path}/") for a in container["args"]]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert_ok(run([tool("otelcol-nl2sql"), "validate", *args], env=env))
@@ -143,16 +145,11 @@ def test_each_tier_validates_with_the_real_collector_as_rendered(
 def test_samplers_sit_behind_a_headless_service_the_agents_resolve(rendered: Rendered) -> None:
     svc = by_component(rendered.docs, "Service", "sampler")
     assert svc["spec"]["clusterIP"] == "None"
-    sampler = by_component(rendered.docs, "Deployment", "sampler")
+    sampler = workload(rendered.docs, "sampler")
     assert sampler["spec"]["replicas"] >= 2
     assert svc["spec"]["selector"].items() <= sampler["spec"]["template"]["metadata"]["labels"].items()
     assert GATE in _container(sampler)["args"]
-    agent_kind = next(
-        d["kind"]
-        for d in rendered.docs
-        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
-    )
-    env = {e["name"]: e["value"] for e in _container(by_component(rendered.docs, agent_kind, "agent"))["env"]}
+    env = {e["name"]: e["value"] for e in _container(workload(rendered.docs, "agent"))["env"]}
     assert env["NL2SQL_SAMPLER_HOSTNAME"] == f"{svc['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
     for kind in ("Deployment", "DaemonSet"):
         for w in objects(rendered.docs, kind):
