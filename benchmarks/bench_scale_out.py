@@ -123,7 +123,7 @@ class Profile:
             self.compose("down", "--volumes", "--timeout", "5")
 
 
-def telemetrygen(port: int, spans_per_s: float, seconds: int, workers: int = 4) -> None:
+def telemetrygen(port: int, spans_per_s: float, seconds: int, workers: int = 8) -> None:
     """telemetrygen's --rate is spans per second per worker (children included)."""
     cmd = [
         str(TOOLS / "telemetrygen"),
@@ -292,13 +292,26 @@ def main() -> int:
         if len(mem) >= 2 and mem[-1][0] != mem[0][0]
         else float("nan")
     )
-    top_two = max(r["sampler_spans_s"] for r in two)
-    top_one = max(r["sampler_spans_s"] for r in one)
+    top = max(two, key=lambda r: r["agent_spans_s"])
+    limit = "a tier refused data" if top["agent_refused"] or top["sampler_refused"] else "the load generator"
+    same = {r["rate"]: r for r in two}
+    pairs = [(same[r["rate"]], r) for r in one if r["rate"] in same]
     print("\nsizing (this machine, one run):")
-    print(f"  agent:    {per_core(two, 'agent'):>8.0f} spans/s per core (span metrics + routing by trace id)")
+    print(
+        f"  agent:    {per_core(two, 'agent'):>8.0f} spans/s per core (redaction, span metrics, routing by trace id)"
+    )
     print(f"  sampler:  {per_core(two, 'sampler'):>8.0f} spans/s per core (tail sampling, 6 policies)")
     print(f"  memory:   {slope:>8.1f} MiB heap per 1,000 traces in flight (8 spans each)")
-    print(f"  samplers: two took {top_two:.0f} spans/s at most, one {top_one:.0f}: x{top_two / top_one:.2f}")
+    print(
+        f"  top load: {top['agent_spans_s']:.0f} spans/s, agent on {top['agent_cpu']:.2f} of its 1.0 core,"
+        f" samplers on {top['sampler_cpu']:.2f} of 1.0: the limit was {limit}"
+    )
+    for a, b in pairs:
+        print(
+            f"  at {a['rate']:.0f} spans/s: two samplers held {a['held']:.0f} traces in {a['heap_mib']:.0f} MiB"
+            f" on {a['sampler_cpu']:.2f} cores; one held {b['held']:.0f} in {b['heap_mib']:.0f} MiB on"
+            f" {b['sampler_cpu']:.2f}: one more sampler takes 1/n of the traces in flight and of the CPU"
+        )
     return 0
 
 
