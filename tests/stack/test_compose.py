@@ -14,6 +14,7 @@ from .conftest import ROOT, TOOLS, assert_ok, load_yaml, missing, run
 
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
 VENDOR = ROOT / "compose" / "docker-compose.vendor.yml"
+SCALE = ROOT / "compose" / "docker-compose.scale.yml"
 ENV_FILE = ROOT / "compose" / ".env"
 # The versions the project chose (the spec the pins in compose/.env must follow)
 DESIGN_TAGS = {
@@ -194,7 +195,7 @@ def test_grafana_has_no_default_password() -> None:
 
 
 def test_env_file_keys_are_used() -> None:
-    text = COMPOSE.read_text(encoding="utf-8") + VENDOR.read_text(encoding="utf-8")
+    text = "".join(f.read_text(encoding="utf-8") for f in (COMPOSE, VENDOR, SCALE))
     for line in ENV_FILE.read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
             key = line.split("=", 1)[0]

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from .conftest import ROOT, _free_port, assert_ok, load_yaml, run
-from .test_collector import AGENT, BASE, SAMPLER
-from .test_compose import COMPOSE, ENV_FILE, compose_cli, render
+from .promql_sources import SCALE_OUT_METRICS
+from .test_collector import AGENT, BASE, SAMPLER, gomodcache, module_dir
+from .test_compose import COMPOSE, ENV_FILE, SCALE, compose_cli, render
 
-SCALE = ROOT / "compose" / "docker-compose.scale.yml"
 SCRAPE = ROOT / "prometheus" / "scrape.d" / "samplers.yml"
 GATE = "--feature-gates=processor.tailsamplingprocessor.recordpolicy"
 SAMPLING_ENV = {
@@ -40,6 +40,21 @@ def test_sampler_validates_with_the_recordpolicy_gate(
     tool: Callable[[str], Path], env: dict[str, str]
 ) -> None:
     assert_ok(run([tool("otelcol-nl2sql"), "validate", f"--config={SAMPLER}", GATE], env=env))
+
+
+CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
+
+
+def test_scale_out_metric_names_are_the_components_own() -> None:
+    """The names the rules, alerts and dashboard row read, against the two components' metadata.yaml
+    (prefixed otelcol_; histograms as _bucket/_count/_sum, as Prometheus scrapes them)."""
+    declared: set[str] = set()
+    for module in ("processor/tailsamplingprocessor", "exporter/loadbalancingexporter"):
+        meta = load_yaml(module_dir(gomodcache(), f"{CONTRIB}/{module}", "v0.159.0") / "metadata.yaml")
+        for name, spec in meta["telemetry"]["metrics"].items():
+            suffixes = ("_bucket", "_count", "_sum") if "histogram" in spec else ("",)
+            declared |= {f"otelcol_{name}{s}" for s in suffixes}
+    assert SCALE_OUT_METRICS <= declared, sorted(SCALE_OUT_METRICS - declared)
 
 
 def test_agent_sends_traces_to_the_samplers_and_keeps_the_rest() -> None:
@@ -187,6 +202,17 @@ def test_sampler_policies_decide_as_documented(tool: Callable[[str], Path], tmp_
         while decided() < len(CASES) and time.monotonic() < deadline:
             time.sleep(0.3)
         time.sleep(2.5)  # the batch processor's timeout (2s) before the debug exporter prints
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=5) as r:
+            exposed = {
+                line.split("{")[0].split(" ")[0] for line in r.read().decode().splitlines() if line[:1] != "#"
+            }
+        # what a sampler exposes once it has decided (losses and late spans appear only when they happen)
+        sampler_names = {
+            n
+            for n in SCALE_OUT_METRICS
+            if "tail_sampling" in n and not n.endswith(("too_early", "too_large", "late_span_age_count"))
+        }
+        assert sampler_names <= exposed, sorted(sampler_names - exposed)
     finally:
         proc.terminate()
         try:
