@@ -207,9 +207,10 @@ def ramp(p: Profile, rates: list[float], samplers: tuple[str, ...]) -> list[dict
         row = step(p, rate, samplers)
         rows.append(row)
         print(
-            f"  {rate:>6.0f} spans/s offered: agent {row['agent_spans_s']:>7.0f} spans/s on {row['agent_cpu']:.2f} cores"
-            f" (refused {row['agent_refused']:.0f}); samplers {row['sampler_spans_s']:>7.0f} spans/s on"
-            f" {row['sampler_cpu']:.2f} cores (refused {row['sampler_refused']:.0f}); held {row['held']:.0f} traces,"
+            f"  {rate:>6.0f} spans/s offered: agent {row['agent_spans_s']:>7.0f} spans/s"
+            f" on {row['agent_cpu']:.2f} cores (refused {row['agent_refused']:.0f});"
+            f" samplers {row['sampler_spans_s']:>7.0f} spans/s on {row['sampler_cpu']:.2f} cores"
+            f" (refused {row['sampler_refused']:.0f}); held {row['held']:.0f} traces,"
             f" heap {row['heap_mib']:.0f} MiB",
             flush=True,
         )
@@ -267,7 +268,8 @@ def main() -> int:
     rates = [2000.0, 8000.0] if opts.quick else [2000.0, 4000.0, 8000.0, 16000.0, 32000.0]
     with tempfile.TemporaryDirectory(prefix="nl2sql-bench-") as d, Profile(Path(d)).running() as p:
         print(
-            f"scale-out profile: agent on CPU 0 (cpus 1.0), samplers on CPU 1 (cpus 0.5 each); {STEP_S} s per step"
+            "scale-out profile: agent on CPU 0 (cpus 1.0), samplers on CPU 1 (cpus 0.5 each);"
+            f" {STEP_S} s per step"
         )
         print("two samplers:")
         two = ramp(p, rates, SAMPLERS)
@@ -298,7 +300,8 @@ def main() -> int:
     pairs = [(same[r["rate"]], r) for r in one if r["rate"] in same]
     print("\nsizing (this machine, one run):")
     print(
-        f"  agent:    {per_core(two, 'agent'):>8.0f} spans/s per core (redaction, span metrics, routing by trace id)"
+        f"  agent:    {per_core(two, 'agent'):>8.0f} spans/s per core"
+        " (redaction, span metrics, routing by trace id)"
     )
     print(f"  sampler:  {per_core(two, 'sampler'):>8.0f} spans/s per core (tail sampling, 6 policies)")
     print(f"  memory:   {slope:>8.1f} MiB heap per 1,000 traces in flight (8 spans each)")
@@ -308,7 +311,8 @@ def main() -> int:
     )
     for a, b in pairs:
         print(
-            f"  at {a['rate']:.0f} spans/s: two samplers held {a['held']:.0f} traces in {a['heap_mib']:.0f} MiB"
+            f"  at {a['rate']:.0f} spans/s: two samplers held {a['held']:.0f} traces"
+            f" in {a['heap_mib']:.0f} MiB"
             f" on {a['sampler_cpu']:.2f} cores; one held {b['held']:.0f} in {b['heap_mib']:.0f} MiB on"
             f" {b['sampler_cpu']:.2f}: one more sampler takes 1/n of the traces in flight and of the CPU"
         )
