@@ -236,6 +236,8 @@ def late_share(p: Profile, decision_wait: str, work: Path) -> float:
             "OBSERVABILITY_AUDIT_PATH": str(work / f"audit-{decision_wait}" / "events.log"),
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            # the SDK's own default, which a production app keeps (the local environment exports faster)
+            "OTEL_BSP_SCHEDULE_DELAY": "5000",
             "NO_PROXY": "*",
         }
     )
