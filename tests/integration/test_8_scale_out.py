@@ -321,7 +321,7 @@ def test_killing_a_sampler_loses_at_most_what_it_held(
         concurrency=4,
         failure_rate=0.3,
         seed=23,
-        time_scale=0.1,
+        time_scale=0.2,  # long enough that many questions start after the kill
     )
     sel = f'deployment_environment_name="{run.environment}"'
     run.start()
