@@ -306,6 +306,25 @@ def test_metrics_equal_the_unsampled_truth(scale: ScaleStack, main_run: MainRun)
     assert abs(p95_prom - p95_truth) <= 0.10 * p95_truth
 
 
+def test_both_tiers_own_metrics_fill_the_pipeline_row(scale: ScaleStack, main_run: MainRun) -> None:
+    """Prometheus scrapes the agent (job otelcol) and both samplers (job otelcol-sampler), and every
+    query of the dashboard's scale-out row returns data."""
+    s = scale.stack
+    wait_until(
+        lambda: len(s.query('up{job="otelcol-sampler"} == 1')) == len(SAMPLERS),
+        timeout=60,
+        what="both samplers scraped",
+    )
+    board = json.loads((ROOT / "grafana" / "dashboards" / "telemetry-pipeline.json").read_text())
+    row = next(i for i, p in enumerate(board["panels"]) if p["type"] == "row" and "Scale-out" in p["title"])
+    exprs = [
+        t["expr"].replace("$__rate_interval", "1m") for p in board["panels"][row + 1 :] for t in p["targets"]
+    ]
+    assert exprs
+    for expr in exprs:
+        wait_until(lambda e=expr: s.query(e), timeout=90, interval=2, what=f"data for {expr}")
+
+
 def _audit_time(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
 
