@@ -2,7 +2,7 @@
 # Copies the configs the Helm chart deploys into the chart (Helm's .Files cannot read outside it), so the
 # chart and compose run the same files: the collector tiers, the Prometheus recording rules, the Grafana
 # dashboards and provisioning. Run it after changing any of them; tests/stack/test_helm.py fails while
-# a copy differs from its source.
+# a copy differs from its source. files/ holds nothing else: a copy whose source is gone is removed.
 #   scripts/sync-chart.sh          (make chart-sync)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
