@@ -18,7 +18,7 @@ endif
 # make demo: the app's log lines go over OTLP to the log store, and to this file when set.
 DEMO_LOG_FILE ?=
 
-.PHONY: help install lint unit package stack-check integration test bench tools images up down ps logs demo clean chart-sync
+.PHONY: help install lint unit package stack-check integration test bench tools images up down ps logs demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,9 +82,6 @@ logs: ## follow the stack's own logs (the app's logs are in the log store: Victo
 demo: install ## run the demo app against the running stack (DEMO_ARGS=..., DEMO_LOG_FILE=demo.log)
 	OBSERVABILITY_EXPORTER=otlp OBSERVABILITY_LOG_STREAM=$(if $(DEMO_LOG_FILE),file:$(DEMO_LOG_FILE),none) \
 		$(VENV)/bin/opentelemetry-instrument $(VENV)/bin/nl2sql-obs demo $(DEMO_ARGS)
-
-chart-sync: ## copy the collector, rules and Grafana files into the Helm chart (deploy/helm; tests/stack checks it)
-	scripts/sync-chart.sh
 
 clean: ## stop the stack; removes the data volumes only after asking, or with CONFIRM=yes
 	scripts/clean.sh

@@ -1,10 +1,11 @@
 """The Helm chart (deploy/helm/nl2sql-observability): the real `helm` lints and renders it for the default
 and the production values, every rendered object is valid against the Kubernetes API schemas (offline,
 kubernetes-validate), the collector configs it renders are the repository's and validate with the real
-collector, and the copies in the chart are the repository's files (scripts/sync-chart.sh)."""
+collector, and the chart reads the repository's files (through links in its files/)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,29 +22,22 @@ CHART = ROOT / "deploy" / "helm" / "nl2sql-observability"
 PRODUCTION = CHART / "values-production.yaml"
 NAMESPACE = "observability"
 RELEASE = "nl2sql"
-# chart copy (under files/) → the repository files it must equal
-SYNCED: dict[str, list[Path]] = {
-    "collector": [ROOT / "collector" / n for n in ("config.yaml", "agent.yaml", "sampler.yaml")],
-    "prometheus/rules": sorted((ROOT / "prometheus" / "rules").glob("*.yml")),
-    "grafana/dashboards": sorted((ROOT / "grafana" / "dashboards").glob("*.json")),
-    "grafana/provisioning/datasources": sorted(
-        (ROOT / "grafana" / "provisioning" / "datasources").glob("*.yaml")
-    ),
-    "grafana/provisioning/alerting": sorted((ROOT / "grafana" / "provisioning" / "alerting").glob("*.yaml")),
+# the chart's files/ links → the repository folders they stand for (one source for compose and Kubernetes)
+LINKS = {
+    "collector": ROOT / "collector",
+    "prometheus/rules": ROOT / "prometheus" / "rules",
+    "grafana": ROOT / "grafana",
 }
+COLLECTOR_FILES = [ROOT / "collector" / n for n in ("config.yaml", "agent.yaml", "sampler.yaml")]
 VALUES = {"default": None, "production": PRODUCTION}
 
 
-def test_chart_files_are_the_repository_files() -> None:
-    for copy, sources in SYNCED.items():
-        folder = CHART / "files" / copy
-        assert sources, copy
-        names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-        assert names == {s.name for s in sources}, f"files/{copy} differs: run scripts/sync-chart.sh"
-        for src in sources:
-            assert (folder / src.name).read_bytes() == src.read_bytes(), (
-                f"files/{copy}/{src.name} differs from {src.relative_to(ROOT)}: run scripts/sync-chart.sh"
-            )
+def test_chart_files_are_links_to_the_repository_folders() -> None:
+    for name, target in LINKS.items():
+        link = CHART / "files" / name
+        assert link.is_symlink(), f"{link.relative_to(ROOT)} must be a link to {target.relative_to(ROOT)}"
+        assert not Path(os.readlink(link)).is_absolute(), "a relative link works in every clone"
+        assert link.resolve() == target.resolve()
 
 
 def helm(*args: str | Path) -> Any:
@@ -108,7 +102,7 @@ def test_every_rendered_object_is_valid_against_the_kubernetes_schemas(rendered:
 
 def test_the_rendered_collector_configs_are_the_repository_files(rendered: Rendered) -> None:
     (cm,) = [d for d in objects(rendered.docs, "ConfigMap") if d["metadata"]["name"].endswith("-collector")]
-    for src in SYNCED["collector"]:
+    for src in COLLECTOR_FILES:
         assert cm["data"][src.name] == src.read_text(encoding="utf-8").rstrip("\n"), src.name
 
 
@@ -163,10 +157,12 @@ def test_grafana_and_rules_config_maps(rendered: Rendered) -> None:
         d["metadata"]["name"].removeprefix(f"{RELEASE}-nl2sql-observability-"): d
         for d in objects(rendered.docs, "ConfigMap")
     }
-    assert set(maps["rules"]["data"]) == {p.name for p in SYNCED["prometheus/rules"]}
-    assert set(maps["dashboards"]["data"]) == {p.name for p in SYNCED["grafana/dashboards"]}
+    rules = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+    dashboards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    alerting = sorted((ROOT / "grafana" / "provisioning" / "alerting").glob("*.yaml"))
+    for cm, files in (("rules", rules), ("dashboards", dashboards), ("alerts", alerting)):
+        assert maps[cm]["data"] == {p.name: p.read_text(encoding="utf-8").rstrip("\n") for p in files}, cm
     assert maps["dashboards"]["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert set(maps["alerts"]["data"]) == {p.name for p in SYNCED["grafana/provisioning/alerting"]}
     ours = load_yaml(ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yaml")
     theirs = yaml.safe_load(maps["datasources"]["data"]["datasources.yaml"])
     assert [d["uid"] for d in theirs["datasources"]] == [d["uid"] for d in ours["datasources"]]
