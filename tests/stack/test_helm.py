@@ -30,6 +30,8 @@ LINKS = {
 }
 COLLECTOR_FILES = [ROOT / "collector" / n for n in ("config.yaml", "agent.yaml", "sampler.yaml")]
 VALUES = {"default": None, "production": PRODUCTION}
+# the agent as a Deployment instead of a DaemonSet (agent.kind), on top of the default values
+AGENT_DEPLOYMENT = ["--set", "agent.kind=Deployment", "--set", "agent.replicas=3"]
 
 
 def test_chart_files_are_links_to_the_repository_folders() -> None:
@@ -52,10 +54,12 @@ def test_helm_lint(values: str) -> None:
     assert "0 chart(s) failed" in proc.stdout
 
 
-@pytest.fixture(scope="module", params=list(VALUES))
+@pytest.fixture(scope="module", params=[*VALUES, "agent-deployment"])
 def rendered(request: pytest.FixtureRequest) -> Rendered:
-    path = VALUES[request.param]
+    path = VALUES.get(request.param)
     extra = ["--values", str(path)] if path else []
+    if request.param == "agent-deployment":
+        extra = AGENT_DEPLOYMENT
     proc = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *extra)
     assert_ok(proc)
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
@@ -179,3 +183,15 @@ def test_helm_is_the_one_built_from_its_module() -> None:
     proc = helm("version", "--short")
     assert_ok(proc)
     assert proc.stdout.startswith("v4.3.2"), proc.stdout
+
+
+def test_the_agent_kind_follows_the_values(rendered: Rendered) -> None:
+    """A DaemonSet keeps each app's traffic on its node (one agent per app instance computes its span
+    metrics); a Deployment spreads it over agent.replicas."""
+    agent = workload(rendered.docs, "agent")
+    service = by_component(rendered.docs, "Service", "agent")
+    if agent["kind"] == "DaemonSet":
+        assert service["spec"]["internalTrafficPolicy"] == "Local"
+    else:
+        assert agent["spec"]["replicas"] == 3
+        assert "internalTrafficPolicy" not in service["spec"]
