@@ -212,3 +212,20 @@ def test_shutdown_gives_up_on_a_hung_exporter():
         assert result == [False]
     finally:
         stuck.release.set()
+
+
+def test_default_service_name_gets_one_hint_and_a_named_one_none(monkeypatch, caplog):
+    from nl2sql_observability.service_name import default_service_name_hint, warn_if_default_service_name
+    from opentelemetry.sdk.resources import Resource
+
+    default = Resource({"service.name": "nl2sql"})
+    hint = default_service_name_hint(default, {})
+    assert hint is not None and "OTEL_SERVICE_NAME=" in hint
+    assert default_service_name_hint(default, {"OTEL_SERVICE_NAME": "nl2sql"}) is None  # named on purpose
+    assert default_service_name_hint(default, {"OTEL_RESOURCE_ATTRIBUTES": "service.name=nl2sql"}) is None
+    assert default_service_name_hint(Resource({"service.name": "billing-sql"}), {}) is None
+    for var in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(var, raising=False)
+    with caplog.at_level("WARNING", logger="nl2sql_observability.startup"):
+        warn_if_default_service_name(default)
+    assert [r.getMessage() for r in caplog.records if r.name == "nl2sql_observability.startup"] == [hint]
