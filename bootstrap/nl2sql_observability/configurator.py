@@ -13,7 +13,8 @@ What it sets up:
 - Traces: `BaggageSpanProcessor` (contrib) restricted to `tenant.id`, `user.id`, `session.id`, then
   `BatchSpanProcessor(ScrubbingSpanExporter(exporter))`; sampler from `OTEL_TRACES_SAMPLER*`.
 - Metrics: the contract Views (`histograms`: exponential node and request durations, the GenAI
-  buckets), the trace-based exemplar filter (unless `OTEL_METRICS_EXEMPLAR_FILTER` says otherwise), a periodic reader.
+  buckets), the trace-based exemplar filter (unless `OTEL_METRICS_EXEMPLAR_FILTER` says otherwise),
+  a periodic reader.
 - Logs: a global LoggerProvider (batch processor + OTLP exporter when logs go to `otlp`), then
   `nl2sql_observability.logs.configure_logging()`.
 Exporters are chosen by `OBSERVABILITY_EXPORTER` (default `otlp`, see `settings`), per signal by
@@ -58,8 +59,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from nl2sql_observability import __version__
 from nl2sql_observability import semconv as sc
-from nl2sql_observability.histograms import contract_views
-from nl2sql_observability.service_name import warn_if_default_service_name
 from nl2sql_observability.exporthealth import (
     ExportHealth,
     WatchedLogExporter,
@@ -67,6 +66,8 @@ from nl2sql_observability.exporthealth import (
     WatchedSpanExporter,
     install_noise_filter,
 )
+from nl2sql_observability.histograms import contract_views
+from nl2sql_observability.service_name import warn_if_default_service_name
 from nl2sql_observability.settings import (
     ConfigurationError,
     ObservabilitySettings,

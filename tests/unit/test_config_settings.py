@@ -220,7 +220,8 @@ def test_default_service_name_gets_one_hint_and_a_named_one_none(monkeypatch, ca
 
     default = Resource({"service.name": "nl2sql"})
     hint = default_service_name_hint(default, {})
-    assert hint is not None and "OTEL_SERVICE_NAME=" in hint
+    assert hint is not None
+    assert "OTEL_SERVICE_NAME=" in hint
     assert default_service_name_hint(default, {"OTEL_SERVICE_NAME": "nl2sql"}) is None  # named on purpose
     assert default_service_name_hint(default, {"OTEL_RESOURCE_ATTRIBUTES": "service.name=nl2sql"}) is None
     assert default_service_name_hint(Resource({"service.name": "billing-sql"}), {}) is None
