@@ -17,6 +17,12 @@ DEMO_LOG_FILE ?=
 # own service name, so an app of yours (OTEL_SERVICE_NAME=...) is never merged into the demo.
 DEMO_VENV ?= .venv-demo
 DEMO_SERVICE_NAME ?= nl2sql-demo
+# A port of the stack: the environment's *_PORT (as make up reads it), else compose/.env's.
+stack_port = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' compose/.env))
+DEMO_LINKS = --jaeger-url http://127.0.0.1:$(call stack_port,JAEGER_UI_PORT) \
+	--prometheus-url http://127.0.0.1:$(call stack_port,PROMETHEUS_PORT) \
+	--logs-url http://127.0.0.1:$(call stack_port,VICTORIALOGS_PORT) \
+	--grafana-url http://127.0.0.1:$(call stack_port,GRAFANA_PORT)
 
 .PHONY: help install lint unit package stack-check integration test bench tools images up down ps logs demo clean
 
@@ -87,8 +93,9 @@ logs: ## follow the stack's own logs (the app's logs are in the log store: Victo
 
 demo: $(DEMO_VENV)/.installed ## run the demo app (service nl2sql-demo) against the running stack (DEMO_ARGS=..., DEMO_LOG_FILE=demo.log)
 	OTEL_SERVICE_NAME=$(DEMO_SERVICE_NAME) OBSERVABILITY_EXPORTER=otlp \
+		OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$(call stack_port,OTLP_HTTP_PORT)} \
 		OBSERVABILITY_LOG_STREAM=$(if $(DEMO_LOG_FILE),file:$(DEMO_LOG_FILE),none) \
-		$(DEMO_VENV)/bin/opentelemetry-instrument $(DEMO_VENV)/bin/nl2sql-obs demo $(DEMO_ARGS)
+		$(DEMO_VENV)/bin/opentelemetry-instrument $(DEMO_VENV)/bin/nl2sql-obs demo $(DEMO_LINKS) $(DEMO_ARGS)
 
 clean: ## stop the stack; removes the data volumes only after asking, or with CONFIRM=yes
 	scripts/clean.sh
