@@ -105,7 +105,8 @@ class MetricWatcher(_Poller):
     def __init__(self, stack: Stack, env: str) -> None:
         super().__init__()
         self.stack = stack
-        self.expr = f'histogram_count(sum(nl2sql_request_duration_seconds{{deployment_environment_name="{env}"}}))'
+        requests = f'nl2sql_request_duration_seconds{{deployment_environment_name="{env}"}}'
+        self.expr = f"histogram_count(sum({requests}))"
         self.reached: dict[int, float] = {}
 
     def poll(self) -> None:
