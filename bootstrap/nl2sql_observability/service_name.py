@@ -3,13 +3,14 @@
 The default (`nl2sql`) stays: rules and alerts group by service, and a name per process would make
 a new service on every restart. But two apps that both keep it merge into one service on every
 dashboard, so an app started without `OTEL_SERVICE_NAME` (or `service.name` in
-`OTEL_RESOURCE_ATTRIBUTES`) is told once how to name itself.
+`OTEL_RESOURCE_ATTRIBUTES`) is told once, on stderr like the start-up errors, how to name itself.
+It is not a log record: it would reach the app's JSON stdout and the log store as the app's own.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import Resource
@@ -17,8 +18,6 @@ from opentelemetry.sdk.resources import Resource
 from nl2sql_observability import semconv as sc
 
 __all__ = ["default_service_name_hint", "warn_if_default_service_name"]
-
-_log = logging.getLogger("nl2sql_observability.startup")
 
 
 def default_service_name_hint(resource: Resource, environ: Mapping[str, str] | None = None) -> str | None:
@@ -35,10 +34,11 @@ def default_service_name_hint(resource: Resource, environ: Mapping[str, str] | N
 
 
 def warn_if_default_service_name(resource: Resource) -> None:
-    """Log the hint once per start-up (called by `configure()`). Never raises."""
+    """Write the hint to stderr once per start-up (called by `configure()`). Never raises."""
     try:
         hint = default_service_name_hint(resource)
         if hint is not None:
-            _log.warning(hint)
-    except Exception:  # pragma: no cover - a hint must never stop the app
+            sys.stderr.write(f"nl2sql-observability: {hint}\n")
+            sys.stderr.flush()
+    except Exception:  # pragma: no cover - a hint must never stop the app (stderr closed, …)
         return
