@@ -158,3 +158,18 @@ def test_node_and_request_durations_are_exponential_fine_enough_for_a_p95_within
     assert point.scale >= 3
     assert 2 ** (2**-point.scale) < 1.091
     assert point.count == len(durations_s)
+
+
+def test_node_and_request_spans_last_exactly_what_their_histograms_recorded(captured):
+    """One clock: a dashboard p95 and the spans of the same runs measure the same intervals."""
+    with user_context(CTX), workflow(), node("validate_sql"):
+        sum(range(10_000))
+    spans = {s.name: s for s in captured.spans()}
+    metrics = captured.metrics()
+    for span_name, metric in (
+        ("node validate_sql", sc.NODE_DURATION),
+        ("invoke_workflow nl2sql", sc.REQUEST_DURATION),
+    ):
+        (point,) = metrics[metric].data.data_points
+        span = spans[span_name]
+        assert span.end_time - span.start_time == round(point.sum * 1e9), span_name
