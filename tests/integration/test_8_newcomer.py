@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stackkit import ROOT, Stack, span_tag, wait_until
+from stackkit import ROOT, Stack, Timeout, span_tag, wait_until
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "nl2sql-overview.json"
 SERVICE = "nl2sql-demo"
@@ -124,13 +124,17 @@ def test_dashboard_totals_equal_the_demo_summary(
     want = {k: float(v) for k, v in expected(run.summary).items()}
     assert want
 
+    seen: list[dict[str, float]] = [{}]
+
     def same() -> dict[str, float] | None:
-        got = _panel_values(stack, run, title, label)
+        seen[0] = got = _panel_values(stack, run, title, label)
         ok = set(got) == set(want) and all(math.isclose(got[k], want[k], rel_tol=1e-9) for k in want)
         return got if ok else None
 
-    got = wait_until(same, timeout=60, interval=2, what=f"{title} == the demo's summary {want}")
-    assert got
+    try:
+        wait_until(same, timeout=60, interval=2, what=f"{title} == the demo's summary")
+    except Timeout:
+        raise AssertionError(f"{title}: the dashboard shows {seen[0]}, the demo's summary {want}") from None
 
 
 def _span_p95(stack: Stack, trace_ids: list[str]) -> dict[str, float]:
@@ -217,7 +221,7 @@ def test_every_printed_link_opens_what_it_promises(stack: Stack, run: MakeDemo) 
             assert "<html" in resp.text.lower()
             assert urllib.parse.urlsplit(url).query.startswith("g0.expr=")
     # the audit command, run as printed, finds the sample trace's prompts
-    cmd = where["prompts"].split()
+    cmd = where["prompts"].split()[1:]  # after the "prompts" key
     assert cmd[:4] == ["nl2sql-obs", "audit", "show", "--trace-id"]
     proc = subprocess.run(
         [str(ROOT / ".venv-demo" / "bin" / "nl2sql-obs"), *cmd[1:]],
