@@ -121,6 +121,7 @@ def _printed_links_open(out: str) -> None:
             assert "no web UI" in note, note
         elif name in {"Jaeger", "Prometheus", "VictoriaLogs"}:
             assert "<html" in resp.text.lower(), (name, url, resp.text[:200])
+            assert "not the Jaeger UI" not in resp.text, f"{url} is Jaeger's placeholder page"
 
 
 GO_STAND_IN = "nl2sql-obs/go-stand-in:local"

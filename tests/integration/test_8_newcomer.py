@@ -203,6 +203,7 @@ def test_every_printed_link_opens_what_it_promises(stack: Stack, run: MakeDemo) 
                 assert resp.json()["data"][0]["traceID"] == sample
             else:
                 assert "<html" in resp.text.lower()
+                assert "not the Jaeger UI" not in resp.text, f"{url} is Jaeger's placeholder page"
         elif key == "logs":
             if "/select/logsql/query" in url:
                 records = [json.loads(x) for x in resp.text.splitlines() if x.strip()]
