@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stackkit import ROOT, Stack, Timeout, span_tag, wait_until
+from stackkit import FIGURES, ROOT, Stack, Timeout, span_tag, wait_until
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "nl2sql-overview.json"
 SERVICE = "nl2sql-demo"
@@ -33,6 +33,7 @@ NODES = ("lookup_schema", "generate_sql", "validate_sql", "execute_sql", "answer
 
 @dataclass
 class MakeDemo:
+    label: str
     environment: str
     started: float
     finished: float
@@ -63,7 +64,10 @@ def _make_demo(stack: Stack, workdir: Path, *, export_interval_ms: str | None) -
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return MakeDemo(environment, started, time.time(), proc.stdout, json.loads(summary_path.read_text()))
+    label = f"export interval {export_interval_ms or 'default'} ms, {time.time() - started:.0f} s"
+    return MakeDemo(
+        label, environment, started, time.time(), proc.stdout, json.loads(summary_path.read_text())
+    )
 
 
 @pytest.fixture(scope="module", params=[None, "1000"], ids=["default-interval", "1s-interval"])
@@ -159,6 +163,9 @@ def test_p95_per_node_panel_within_10_percent_of_the_spans(stack: Stack, run: Ma
 
     got = wait_until(panel, timeout=60, interval=2, what="the p95-per-node panel for every node")
     off = {n: round(got[n] / truth[n] - 1, 3) for n in truth}
+    FIGURES.put(
+        f"p95 per node, panel vs spans ({run.label})", ", ".join(f"{n} {x:+.1%}" for n, x in off.items())
+    )
     assert all(abs(x) <= 0.10 for x in off.values()), f"panel/spans - 1 per node: {off}; {got} vs {truth}"
 
 
