@@ -17,6 +17,17 @@ export COMPOSE_FILES ?= compose/docker-compose.yml compose/docker-compose.scale.
 endif
 # make demo: the app's log lines go over OTLP to the log store, and to this file when set.
 DEMO_LOG_FILE ?=
+# make demo runs in its own venv with what a user installs ('.[demo]', no test extras: the other
+# LangChain instrumentors the tests install would add their spans to the demo's traces), under its
+# own service name, so an app of yours (OTEL_SERVICE_NAME=...) is never merged into the demo.
+DEMO_VENV ?= .venv-demo
+DEMO_SERVICE_NAME ?= nl2sql-demo
+# A port of the stack: the environment's *_PORT (as make up reads it), else compose/.env's.
+stack_port = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' compose/.env))
+DEMO_LINKS = --jaeger-url http://127.0.0.1:$(call stack_port,JAEGER_UI_PORT) \
+	--prometheus-url http://127.0.0.1:$(call stack_port,PROMETHEUS_PORT) \
+	--logs-url http://127.0.0.1:$(call stack_port,VICTORIALOGS_PORT) \
+	--grafana-url http://127.0.0.1:$(call stack_port,GRAFANA_PORT)
 
 .PHONY: help install lint unit package stack-check integration test bench tools images up down ps logs demo clean
 
@@ -33,6 +44,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv with the package, the demo and the dev tools
+
+$(DEMO_VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet -c constraints.txt --upgrade pip
+	$(DEMO_VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[demo]'
+	@touch $@
 
 lint: install ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff check .
@@ -79,9 +96,11 @@ ps: ## show the stack's containers and health
 logs: ## follow the stack's own logs (the app's logs are in the log store: VictoriaLogs)
 	scripts/compose.sh logs -f --tail=100
 
-demo: install ## run the demo app against the running stack (DEMO_ARGS=..., DEMO_LOG_FILE=demo.log)
-	OBSERVABILITY_EXPORTER=otlp OBSERVABILITY_LOG_STREAM=$(if $(DEMO_LOG_FILE),file:$(DEMO_LOG_FILE),none) \
-		$(VENV)/bin/opentelemetry-instrument $(VENV)/bin/nl2sql-obs demo $(DEMO_ARGS)
+demo: $(DEMO_VENV)/.installed ## run the demo app (service nl2sql-demo) against the running stack (DEMO_ARGS=..., DEMO_LOG_FILE=demo.log)
+	OTEL_SERVICE_NAME=$(DEMO_SERVICE_NAME) OBSERVABILITY_EXPORTER=otlp \
+		OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$(call stack_port,OTLP_HTTP_PORT)} \
+		OBSERVABILITY_LOG_STREAM=$(if $(DEMO_LOG_FILE),file:$(DEMO_LOG_FILE),none) \
+		$(DEMO_VENV)/bin/opentelemetry-instrument $(DEMO_VENV)/bin/nl2sql-obs demo $(DEMO_LINKS) $(DEMO_ARGS)
 
 clean: ## stop the stack; removes the data volumes only after asking, or with CONFIRM=yes
 	scripts/clean.sh

@@ -96,7 +96,10 @@ build_local() { # NAME TAG DATA_DIRS BINARIES...
     for b in "$@"; do ln "$TOOLS/$b" "$ctx/bin/$b" 2>/dev/null || cp "$TOOLS/$b" "$ctx/bin/$b"; done
     local dd; for dd in $data; do mkdir -p "$ctx/data/$dd"; done
     local t0=$SECONDS
-    if ! docker build -q --build-arg "BINARY_SHA256=$sha" -t "$tag" -f "$ROOT/images/$name/Dockerfile" "$ctx" >"$ctx.log" 2>&1; then
+    local args=(--build-arg "BINARY_SHA256=$sha")
+    # build-tools.sh notes whether a binary carries its web UI (prometheus.web-ui: builtin or none)
+    [[ ! -f "$TOOLS/$1.web-ui" ]] || args+=(--build-arg "WEB_UI=$(cat "$TOOLS/$1.web-ui")")
+    if ! docker build -q "${args[@]}" -t "$tag" -f "$ROOT/images/$name/Dockerfile" "$ctx" >"$ctx.log" 2>&1; then
         cat "$ctx.log" >&2; rm -rf "$ctx" "$ctx.log"; return 1
     fi
     rm -rf "$ctx" "$ctx.log"

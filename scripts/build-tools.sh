@@ -44,9 +44,10 @@ timed() { # NAME CMD... : runs CMD, records the wall time
     echo "$(date -u +%FT%TZ) $name ${dt}s go=$GOVER par=$PAR" >>"$CACHE/build-times.log"
 }
 
-gobuild() { # MODULE_DIR OUT PKG [extra go build args...]
+gobuild() { # MODULE_DIR (under tools/, or absolute) OUT PKG [extra go build args...]
     local dir="$1" out="$2" pkg="$3"; shift 3
-    (cd "$ROOT/tools/$dir" && go build -p "$PAR" -mod=readonly "$@" -o "$TOOLS/$out.tmp" "$pkg")
+    [[ "$dir" == /* ]] || dir="$ROOT/tools/$dir"
+    (cd "$dir" && go build -p "$PAR" -mod=readonly "$@" -o "$TOOLS/$out.tmp" "$pkg")
     mv -f "$TOOLS/$out.tmp" "$TOOLS/$out"
 }
 
@@ -71,12 +72,40 @@ build_jaeger() {
         -ldflags "-s -w -X $v.latestVersion=v2.13.0 -X $v.commitSHA=v1.76.0 -X $v.date=2025-12-03T00:00:00Z"
 }
 
+# pnpm for Prometheus' web UI (web/ui is a pnpm workspace; pnpm 10 is the newest line that runs on
+# Debian's Node 20), installed from the npm registry into the build directory.
+PNPM_VERSION=10.34.9
+
 build_prometheus() {
     # remove_all_sd: no service discovery plugins (the stack uses static_configs only).
     local v=github.com/prometheus/common/version
     local ld="-s -w -X $v.Version=3.14.0 -X $v.Revision=v0.314.0 -X $v.Branch=v0.314.0 -X $v.BuildUser=nl2sql-obs"
-    gobuild prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd -ldflags "$ld"
+    # The web UI: the module ships its source (web/ui), not the built assets. Build them with Node in a
+    # writable copy of the module, compress them as Prometheus' release does, and compile that copy
+    # (through a copy of the wrapper module that replaces the module with it) with -tags builtinassets.
+    # Without npm, or when that build fails, Prometheus is built without its UI (/api/v1 works), and
+    # $TOOLS/prometheus.web-ui says which one was built (the image's org.nl2sql-obs.web-ui label).
+    local work="$CACHE/build/prometheus-ui" mod="" ui=none dir=prometheus tags=remove_all_sd
+    rm -rf "$work" && mkdir -p "$work/wrapper"
+    if ! command -v npm >/dev/null; then
+        log "prometheus: no npm (Debian: apt-get install nodejs npm): building without the web UI"
+    elif mod="$(cd "$ROOT/tools/prometheus" && go mod download -json github.com/prometheus/prometheus \
+            | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" && [[ -d "$mod/web/ui" ]] \
+        && cp -r "$mod" "$work/prometheus" && chmod -R u+w "$work/prometheus" \
+        && npm install --no-audit --no-fund --prefix "$work/pnpm" "pnpm@$PNPM_VERSION" >"$work/ui.log" 2>&1 \
+        && (cd "$work/prometheus/web/ui" && export PATH="$work/pnpm/node_modules/.bin:$PATH" CI="" \
+            && pnpm install --frozen-lockfile && bash build_ui.sh --mantine-ui) >>"$work/ui.log" 2>&1 \
+        && (cd "$work/prometheus" && bash scripts/compress_assets.sh) >>"$work/ui.log" 2>&1 \
+        && cp "$ROOT/tools/prometheus/go.mod" "$ROOT/tools/prometheus/go.sum" "$work/wrapper/" \
+        && (cd "$work/wrapper" && go mod edit -replace "github.com/prometheus/prometheus=$work/prometheus"); then
+        ui=builtin dir="$work/wrapper" tags=remove_all_sd,builtinassets
+    else
+        log "prometheus: the web UI build failed (see $work/ui.log): building without the web UI"
+    fi
+    gobuild "$dir" prometheus github.com/prometheus/prometheus/cmd/prometheus -tags "$tags" -ldflags "$ld"
     gobuild prometheus promtool github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd -ldflags "$ld"
+    echo "$ui" >"$TOOLS/prometheus.web-ui"
+    rm -rf "$work/prometheus/web/ui/node_modules" "$work/pnpm"  # 400 MB the next build fetches again
 }
 
 build_victorialogs() {

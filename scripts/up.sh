@@ -91,6 +91,24 @@ url() {  # the host address compose actually published for <service> <container 
   a=$(compose port "$1" "$2" 2>/dev/null | head -n1) || true
   printf '%s' "${a:-not published}"
 }
+# Local builds from Go modules that carry no web UI are labelled so (images/*/Dockerfile): for them
+# the line gives the JSON API that works instead of a page that does not.
+web_ui() {  # <image variable> -> the image's org.nl2sql-obs.web-ui label (empty: an official image)
+  local image="${!1:-$(env_value "$1")}"
+  docker image inspect -f '{{index .Config.Labels "org.nl2sql-obs.web-ui"}}' "$image" 2>/dev/null || true
+}
+jaeger_base="http://$(url jaeger 16686)"
+if [[ "$(web_ui JAEGER_IMAGE)" == none ]]; then
+  jaeger_line="$jaeger_base/api/services   (JSON API, e.g. /api/traces/<trace id>: this local build from Jaeger's Go module has no web UI, which is a separate npm build)"
+else
+  jaeger_line="$jaeger_base   (traces; Monitor tab: set Span Kind to Internal or Client)"
+fi
+prometheus_base="http://$(url prometheus 9090)"
+if [[ "$(web_ui PROMETHEUS_IMAGE)" == none ]]; then
+  prometheus_line="$prometheus_base/api/v1/query?query=up   (JSON API: this local build has no web UI)"
+else
+  prometheus_line="$prometheus_base/query"
+fi
 pwshow="${pwfile#"$ROOT"/}"
 if ((${#started[@]})); then
   grafana_line="Grafana       not started (no image: see the warning above)"
@@ -101,8 +119,8 @@ cat <<EOF2
 
   nl2sql-observability stack is up.
   $grafana_line
-  Jaeger        http://$(url jaeger 16686)
-  Prometheus    http://$(url prometheus 9090)
+  Jaeger        $jaeger_line
+  Prometheus    $prometheus_line
   VictoriaLogs  http://$(url victorialogs 9428)/select/vmui   (logs; LogsQL API at /select/logsql/query)
   OTLP gRPC     $(url collector 4317)        OTLP HTTP  http://$(url collector 4318)
   Collector     http://$(url collector 13133)/   (health)

@@ -12,8 +12,9 @@ What it sets up:
   `deployment.environment.name` (default `OBSERVABILITY_ENVIRONMENT`=`local`), `telemetry.distro.*`.
 - Traces: `BaggageSpanProcessor` (contrib) restricted to `tenant.id`, `user.id`, `session.id`, then
   `BatchSpanProcessor(ScrubbingSpanExporter(exporter))`; sampler from `OTEL_TRACES_SAMPLER*`.
-- Metrics: Views with the contract buckets (durations, GenAI tokens), the trace-based exemplar
-  filter (unless `OTEL_METRICS_EXEMPLAR_FILTER` says otherwise), a periodic reader.
+- Metrics: the contract Views (`histograms`: exponential node and request durations, the GenAI
+  buckets), the trace-based exemplar filter (unless `OTEL_METRICS_EXEMPLAR_FILTER` says otherwise),
+  a periodic reader.
 - Logs: a global LoggerProvider (batch processor + OTLP exporter when logs go to `otlp`), then
   `nl2sql_observability.logs.configure_logging()`.
 Exporters are chosen by `OBSERVABILITY_EXPORTER` (default `otlp`, see `settings`), per signal by
@@ -52,7 +53,6 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -66,6 +66,8 @@ from nl2sql_observability.exporthealth import (
     WatchedSpanExporter,
     install_noise_filter,
 )
+from nl2sql_observability.histograms import contract_views
+from nl2sql_observability.service_name import warn_if_default_service_name
 from nl2sql_observability.settings import (
     ConfigurationError,
     ObservabilitySettings,
@@ -194,15 +196,6 @@ def build_resource(settings: ObservabilitySettings) -> Resource:
     ):
         attrs.pop(sc.SERVICE_NAME, None)
     return defaults.merge(Resource(attrs, from_env.schema_url))
-
-
-def contract_views() -> list[View]:
-    """Histogram bucket Views for the contract instruments (durations and GenAI token usage)."""
-    durations = ExplicitBucketHistogramAggregation(boundaries=sc.DURATION_BUCKETS)
-    tokens = ExplicitBucketHistogramAggregation(boundaries=sc.TOKEN_BUCKETS)
-    views = [View(instrument_name=name, aggregation=durations) for name in sc.DURATION_METRICS]
-    views += [View(instrument_name=name, aggregation=tokens) for name in sc.TOKEN_HISTOGRAMS]
-    return views
 
 
 def _timeout_for(signal: Signal, settings: ObservabilitySettings) -> float | None:
@@ -423,6 +416,7 @@ def configure(
             configure_logging(exporter_settings=settings)  # logging's own section was handed over
         except Exception:  # pragma: no cover - logging setup must not stop the app
             _log.warning("nl2sql_observability: logging setup failed", exc_info=True)
+    warn_if_default_service_name(telemetry.resource)
     return telemetry
 
 

@@ -72,6 +72,7 @@ class Step:
         "_node_token",
         "_otel_token",
         "_start",
+        "_start_ns",
         "_step_token",
         "auto",
         "error_type",
@@ -95,6 +96,7 @@ class Step:
         self._node_token: Token[str | None] | None = None
         self._step_token: Token[Any] | None = None
         self._start = 0.0
+        self._start_ns = 0
 
     def fail(self, error_type: str, message: str | None = None) -> None:
         """Mark this step failed without raising (e.g. a handled validation failure)."""
@@ -112,8 +114,15 @@ class Step:
             span_name = sc.WORKFLOW_SPAN_PREFIX + self.name
             span_attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_WORKFLOW}
         self.tenant = tenant if tenant is not None else current_tenant_id()
+        # One clock for the span and the duration histogram: the span ends at start + the measured
+        # duration, so a histogram's p95 and its exemplar's span tell the same time.
+        self._start_ns = time.time_ns()
         self.span = ins.tracer.start_span(
-            span_name, context=parent, kind=SpanKind.INTERNAL, attributes=span_attrs
+            span_name,
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=span_attrs,
+            start_time=self._start_ns,
         )
         self._start = time.perf_counter()
         return self
@@ -160,7 +169,7 @@ class Step:
         except Exception:  # pragma: no cover - telemetry must never break the app
             _log.debug("recording %s %s failed", self.kind, self.name, exc_info=True)
         finally:
-            span.end()
+            span.end(end_time=self._start_ns + round(elapsed * 1e9))
 
     def _enter(self) -> Step:
         self.start()

@@ -105,7 +105,8 @@ class MetricWatcher(_Poller):
     def __init__(self, stack: Stack, env: str) -> None:
         super().__init__()
         self.stack = stack
-        self.expr = f'sum(nl2sql_request_duration_seconds_count{{deployment_environment_name="{env}"}})'
+        requests = f'nl2sql_request_duration_seconds{{deployment_environment_name="{env}"}}'
+        self.expr = f"histogram_count(sum({requests}))"
         self.reached: dict[int, float] = {}
 
     def poll(self) -> None:
@@ -194,8 +195,8 @@ def test_every_question_has_a_complete_trace_in_jaeger(stack: Stack, main_run: D
 
 # -- 2. Prometheus has the contract metrics --------------------------------------------------------
 CONTRACT = {
-    "nl2sql_node_duration_seconds_bucket": {"nl2sql_node_name", "tenant_id", "le"},
-    "nl2sql_request_duration_seconds_bucket": {"tenant_id", "le"},
+    "nl2sql_node_duration_seconds": {"nl2sql_node_name", "tenant_id"},  # native histograms: no le
+    "nl2sql_request_duration_seconds": {"tenant_id"},
     "nl2sql_sql_validations_total": {"nl2sql_validation_outcome", "tenant_id"},
     "nl2sql_llm_tokens_total": {
         "gen_ai_token_type",
@@ -302,7 +303,7 @@ def test_an_exemplar_trace_id_exists_in_jaeger(stack: Stack, main_run: DemoRun) 
 
     def trace_ids() -> list[str]:
         out = []
-        for metric in ("nl2sql_node_duration_seconds_bucket", "nl2sql_request_duration_seconds_bucket"):
+        for metric in ("nl2sql_node_duration_seconds", "nl2sql_request_duration_seconds"):
             for series in stack.exemplars(f'{metric}{{deployment_environment_name="{env}"}}', start, end):
                 for ex in series.get("exemplars") or []:
                     tid = ex["labels"].get("trace_id")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -96,6 +97,31 @@ def test_make_up_becomes_healthy_without_go(bare_env: dict[str, str]) -> None:
     assert [b for b in binds if not b.startswith(allowed)] == [], binds
     if "grafana" not in state:
         assert "starting the stack without Grafana" in out
+    _printed_links_open(out)
+
+
+def _printed_links_open(out: str) -> None:
+    """Every URL `make up` prints answers 200 with the page or API it promises."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # 127.0.0.1 only, never through a proxy
+    printed = out.split("stack is up.", 1)[1]
+    urls = re.findall(r"(\S+?)\s+(http://127\.0\.0\.1:\d+\S*)(.*)", printed)
+    names = {name for name, _, _ in urls}
+    assert {"Jaeger", "Prometheus", "VictoriaLogs", "HTTP", "Collector"} <= names, printed
+    for name, url, note in urls:
+        if name == "HTTP":  # the OTLP/HTTP endpoint: an (empty) export is accepted
+            resp = session.post(f"{url}/v1/traces", json={}, timeout=10)
+        else:
+            resp = session.get(url, timeout=10)
+        assert resp.status_code == 200, (name, url, resp.status_code, resp.text[:200])
+        if "/api/" in url:  # a JSON API, and the line says why it is not the web UI
+            assert resp.json()["data"] is not None
+            assert "no web UI" in note, note
+        elif name in {"Jaeger", "Prometheus", "VictoriaLogs"}:
+            assert "<html" in resp.text.lower(), (name, url, resp.text[:200])
+            assert "not the Jaeger UI" not in resp.text, f"{url} is Jaeger's placeholder page"
 
 
 GO_STAND_IN = "nl2sql-obs/go-stand-in:local"

@@ -94,8 +94,8 @@ def test_unmodified_langgraph_app_reaches_jaeger_and_prometheus(stack: Stack, wo
     assert tokens
     p95 = wait_until(
         lambda: stack.query(
-            "histogram_quantile(0.95, sum by (le, nl2sql_node_name) "
-            f"(rate(nl2sql_node_duration_seconds_bucket{{{job}}}[5m])))"
+            "histogram_quantile(0.95, sum by (nl2sql_node_name) "
+            f"(rate(nl2sql_node_duration_seconds{{{job}}}[5m])))"
         ),
         timeout=60,
         what="p95 node latency",
@@ -114,7 +114,7 @@ def test_unmodified_langgraph_app_reaches_jaeger_and_prometheus(stack: Stack, wo
     )
     assert validations
     node_counts = stack.query(
-        f"sum by (nl2sql_node_name, tenant_id) (nl2sql_node_duration_seconds_count{{{job}}})"
+        f"histogram_count(sum by (nl2sql_node_name, tenant_id) (nl2sql_node_duration_seconds{{{job}}}))"
     )
     assert {(x["metric"]["nl2sql_node_name"], x["metric"]["tenant_id"]) for x in node_counts} >= {
         ("run_query", "acme"),

@@ -26,6 +26,7 @@ class Instrument:
     unit: str
     attributes: frozenset[str]
     prometheus: str  # the base name Prometheus 3 stores it under (histograms: without _bucket/_sum/_count)
+    native: bool = False  # an exponential histogram, stored as one native histogram series
 
 
 def _ticked(cell: str) -> list[str]:
@@ -50,6 +51,7 @@ def contract_instruments(text: str | None = None) -> list[Instrument]:
                 unit=_ticked(unit)[0],
                 attributes=frozenset(_ticked(re.sub(r"\([^)]*\)", "", attributes))),
                 prometheus=base,
+                native="native histogram" in prom,
             )
         )
     return out
@@ -68,7 +70,9 @@ def contract_metrics() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for inst in contract_instruments():
         labels = {prometheus_label(a) for a in inst.attributes} | RESOURCE_LABELS
-        if inst.kind == "histogram":
+        if inst.native:
+            out[inst.prometheus] = labels
+        elif inst.kind == "histogram":
             for suffix in DURATION:
                 out[f"{inst.prometheus}_{suffix}"] = labels | ({"le"} if suffix == "bucket" else set())
         else:

@@ -212,3 +212,45 @@ def test_shutdown_gives_up_on_a_hung_exporter():
         assert result == [False]
     finally:
         stuck.release.set()
+
+
+def test_default_service_name_gets_one_hint_and_a_named_one_none(monkeypatch, capsys):
+    from nl2sql_observability.service_name import default_service_name_hint, warn_if_default_service_name
+    from opentelemetry.sdk.resources import Resource
+
+    default = Resource({"service.name": "nl2sql"})
+    hint = default_service_name_hint(default, {})
+    assert hint is not None
+    assert "OTEL_SERVICE_NAME=" in hint
+    assert default_service_name_hint(default, {"OTEL_SERVICE_NAME": "nl2sql"}) is None  # named on purpose
+    assert default_service_name_hint(default, {"OTEL_RESOURCE_ATTRIBUTES": "service.name=nl2sql"}) is None
+    assert default_service_name_hint(Resource({"service.name": "billing-sql"}), {}) is None
+    for var in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(var, raising=False)
+    warn_if_default_service_name(default)
+    assert capsys.readouterr().err == f"nl2sql-observability: {hint}\n"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-sql")
+    warn_if_default_service_name(default)
+    assert capsys.readouterr().err == ""
+
+
+def test_an_app_started_under_the_default_name_gets_exactly_one_hint(tmp_path):
+    """The real launcher: one stderr line for an unnamed app, none for a named one."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app = tmp_path / "app.py"
+    app.write_text("print('ok')\n")
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVABILITY_"))}
+    base.update(OBSERVABILITY_EXPORTER="none", XDG_DATA_HOME=str(tmp_path))
+    for extra, hints in (({}, 1), ({"OTEL_SERVICE_NAME": "billing-sql"}, 0)):
+        proc = subprocess.run(
+            [str(launcher), sys.executable, str(app)],
+            env={**base, **extra}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().endswith("ok")
+        assert proc.stderr.count("OTEL_SERVICE_NAME=") == hints

@@ -189,45 +189,32 @@ def test_dead_collector_costs_nothing(tmp_path):
     # How long it takes is measured by benchmarks/bench_dead_collector.py, not asserted here.
 
 
-def test_summary_names_only_the_services_that_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    import http.server
-    import threading
+def test_summary_totals_equal_what_the_metrics_recorded(tmp_path, captured, audit_calls):
+    """The demo's own cost, tokens and request counts per tenant, node and model are what its
+    telemetry says: the numbers the dashboards' totals must show."""
+    from collections import defaultdict
 
-    from nl2sql_observability.demo import run as demo_run
+    summary = run_demo(_opts(tmp_path, failure_rate=0.3, seed=3, tenants=("a1", "b2", "c3")))
+    metrics = captured.metrics()
 
-    class Ok(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
+    def total(name: str, key: str) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for point in metrics[name].data.data_points:
+            out[str(point.attributes[key])] += point.value
+        return dict(out)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    try:
-        monkeypatch.setattr(demo_run, "JAEGER_URL", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setattr(demo_run, "GRAFANA_URL", closed)
-        monkeypatch.setattr(demo_run, "VICTORIALOGS_URL", closed)
-        summary = {
-            "requests": 1,
-            "elapsed_s": 0.1,
-            "validations": {"passed": 1, "failed": 0},
-            "failures": {},
-            "node_latency_ms": {},
-            "tokens_by_tenant": {},
-            "trace_ids": ["ab" * 16],
-            "failed_trace_ids": [],
-        }
-        text = demo_run.format_summary(summary)
-        assert f"Jaeger        http://127.0.0.1:{server.server_port}/trace/{'ab' * 16}" in text
-        assert "Grafana" not in text
-        assert "VictoriaLogs" not in text
-        monkeypatch.setattr(demo_run, "JAEGER_URL", closed)
-        assert "no stack answers (start it: make up)" in demo_run.format_summary(summary)
-    finally:
-        server.shutdown()
-        server.server_close()
+    cost_by_tenant = total("nl2sql.llm.cost", "tenant.id")
+    assert set(cost_by_tenant) == set(summary["cost_usd_by_tenant"]) == {"a1", "b2", "c3"}
+    for tenant, cost in summary["cost_usd_by_tenant"].items():
+        assert cost == pytest.approx(cost_by_tenant[tenant], rel=1e-12)
+    for node, cost in total("nl2sql.llm.cost", "nl2sql.node.name").items():
+        assert summary["cost_usd_by_node"][node] == pytest.approx(cost, rel=1e-12)
+    for model, cost in total("nl2sql.llm.cost", "gen_ai.request.model").items():
+        assert summary["cost_usd_by_model"][model] == pytest.approx(cost, rel=1e-12)
+    tokens_by_node = total("nl2sql.llm.tokens", "nl2sql.node.name")
+    assert {n: t["input"] + t["output"] for n, t in summary["tokens_by_node"].items()} == tokens_by_node
+    requests = defaultdict(int)
+    for point in metrics["nl2sql.request.duration"].data.data_points:
+        requests[point.attributes["tenant.id"]] += point.count
+    assert summary["requests_by_tenant"] == dict(requests)
+    assert summary["unpriced_tokens_by_model"] == {}  # the demo's model is in the packaged price table

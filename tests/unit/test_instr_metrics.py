@@ -8,7 +8,7 @@ from nl2sql_observability.context import UserContext, user_context
 from nl2sql_observability.demo.llm import SQL_TASK, SimulatedChatModel
 from nl2sql_observability.instrumentation import llm_call, node, record_validation, workflow
 from nl2sql_observability.langchain import TokenHandler
-from opentelemetry.sdk.metrics.export import Histogram, Sum
+from opentelemetry.sdk.metrics.export import ExponentialHistogram, Histogram, Sum
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
                     20.48, 40.96, 81.92)  # fmt: skip
@@ -32,8 +32,8 @@ def test_every_contract_metric_name_unit_type(captured, audit_calls):
     _exercise()
     metrics = captured.metrics()
     expected = {
-        "nl2sql.node.duration": ("s", Histogram),
-        "nl2sql.request.duration": ("s", Histogram),
+        "nl2sql.node.duration": ("s", ExponentialHistogram),
+        "nl2sql.request.duration": ("s", ExponentialHistogram),
         "nl2sql.sql.validations": ("{validation}", Sum),
         "nl2sql.llm.tokens": ("{token}", Sum),
         "gen_ai.client.token.usage": ("{token}", Histogram),
@@ -112,9 +112,8 @@ def test_histogram_buckets_are_the_contract_ones(captured, audit_calls):
     _exercise()
     with llm_call(model="m", provider="p") as call:
         call.set_response("x", input_tokens=5, output_tokens=1)
-    for name in ("nl2sql.node.duration", "nl2sql.request.duration", "gen_ai.client.operation.duration"):
-        for point in captured.points(name):
-            assert tuple(point.explicit_bounds) == DURATION_BUCKETS, name
+    for point in captured.points("gen_ai.client.operation.duration"):
+        assert tuple(point.explicit_bounds) == DURATION_BUCKETS
     for point in captured.points("gen_ai.client.token.usage"):
         assert tuple(point.explicit_bounds) == TOKEN_BUCKETS
 
@@ -147,3 +146,30 @@ def test_no_latency_lists_in_process():
 
     for value in vars(instr).values():
         assert not (isinstance(value, list) and value and isinstance(value[0], float))
+
+
+def test_node_and_request_durations_are_exponential_fine_enough_for_a_p95_within_9_percent(captured):
+    """Native histograms in Prometheus: a bucket of the exported scale spans at most 2^(1/8) (9 %)."""
+    durations_s = [0.001 * 1.37**i for i in range(30)]  # 1 ms to 9 s in one series
+    histogram = captured.telemetry.meter_provider.get_meter("t").create_histogram(sc.NODE_DURATION, unit="s")
+    for value in durations_s:
+        histogram.record(value, {"nl2sql.node.name": "n"})
+    (point,) = [p for p in captured.points(sc.NODE_DURATION) if p.attributes == {"nl2sql.node.name": "n"}]
+    assert point.scale >= 3
+    assert 2 ** (2**-point.scale) < 1.091
+    assert point.count == len(durations_s)
+
+
+def test_node_and_request_spans_last_exactly_what_their_histograms_recorded(captured):
+    """One clock: a dashboard p95 and the spans of the same runs measure the same intervals."""
+    with user_context(CTX), workflow(), node("validate_sql"):
+        sum(range(10_000))
+    spans = {s.name: s for s in captured.spans()}
+    metrics = captured.metrics()
+    for span_name, metric in (
+        ("node validate_sql", sc.NODE_DURATION),
+        ("invoke_workflow nl2sql", sc.REQUEST_DURATION),
+    ):
+        (point,) = metrics[metric].data.data_points
+        span = spans[span_name]
+        assert span.end_time - span.start_time == round(point.sum * 1e9), span_name

@@ -30,11 +30,15 @@ def _positive_int(value: str) -> int:
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    from nl2sql_observability.audit.settings import default_dir
+
+    where = default_dir()
     parser.add_argument(
         "--path",
         type=Path,
         help="the audit file (events.log; its rotated files are read too) or SQLite database "
-        "(default: OBSERVABILITY_AUDIT_PATH, else the default location of the chosen sink)",
+        f"(default: OBSERVABILITY_AUDIT_PATH, else {where / 'events.log'} for the file sink,"
+        f" {where / 'events.db'} for sqlite)",
     )
     parser.add_argument(
         "--sink",

@@ -63,7 +63,18 @@ def _tenants(value: str) -> tuple[str, ...]:
     return tenants
 
 
+# The stack's services as `make up` publishes them (kept in step with demo.links.StackUrls).
+_STACK_DEFAULTS = {
+    "jaeger": "http://127.0.0.1:16686",
+    "prometheus": "http://127.0.0.1:9090",
+    "logs": "http://127.0.0.1:9428",
+    "grafana": "http://127.0.0.1:3000",
+}
+
+
 def register(subparsers: Any) -> None:
+    from nl2sql_observability.demo.db import default_db_path
+
     parser = subparsers.add_parser(
         "demo",
         help="run the demo NL2SQL app (fills the dashboards)",
@@ -97,8 +108,8 @@ def register(subparsers: Any) -> None:
         "--db",
         type=Path,
         default=None,
-        help="sample SQLite database (created on first run; an existing file that is not the demo"
-        " database is never overwritten without --force)",
+        help=f"sample SQLite database (default: {default_db_path()}; created on first run; an existing"
+        " file that is not the demo database is never overwritten without --force)",
     )
     parser.add_argument(
         "--force", action="store_true", help="let --db replace a file that is not the demo database"
@@ -112,6 +123,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--summary-json", type=Path, default=None, help="write the summary as JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (also when not a TTY)")
+    for name, default in _STACK_DEFAULTS.items():  # `make demo` passes the ports of compose/.env
+        parser.add_argument(
+            f"--{name}-url",
+            default=default,
+            metavar="URL",
+            help=f"the stack's {name} for the summary's links ({default})",
+        )
     parser.set_defaults(handler=_run)
 
 
@@ -154,7 +172,15 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"nl2sql-observability: {exc}\n")
         return 2
-    print(format_summary(summary))
+    from nl2sql_observability.demo.links import StackUrls
+
+    urls = StackUrls(
+        jaeger=args.jaeger_url.rstrip("/"),
+        prometheus=args.prometheus_url.rstrip("/"),
+        logs=args.logs_url.rstrip("/"),
+        grafana=args.grafana_url.rstrip("/"),
+    )
+    print(format_summary(summary, urls))
     if args.summary_json is not None:
         old_umask = os.umask(0o077)  # owner-only, like every file the CLI creates
         try:

@@ -77,6 +77,13 @@ def _trace_id_sink(config: RunnableConfig) -> Callable[[str], None] | None:
     return sink if callable(sink) else None
 
 
+def _report_usage(config: RunnableConfig, node: str, usage: dict[str, Any]) -> None:
+    """Tell the caller what an LLM call of `node` used (the demo's own tally for its summary)."""
+    sink = (config.get("configurable") or {}).get("report_usage")
+    if callable(sink):
+        sink(node, int(usage["input_tokens"]), int(usage["output_tokens"]))
+
+
 def _llm(config: RunnableConfig) -> SimulatedChatModel:
     llm = (config.get("configurable") or {}).get("llm")
     if not isinstance(llm, SimulatedChatModel):
@@ -119,6 +126,7 @@ def build_graph(db_path: Path) -> Any:
             config=config,
         )
         usage = reply.usage_metadata or {"input_tokens": 0, "output_tokens": 0}
+        _report_usage(config, "generate_sql", dict(usage))
         return {
             "sql": reply.text.strip(),
             "input_tokens": state.input_tokens + usage["input_tokens"],
@@ -147,6 +155,7 @@ def build_graph(db_path: Path) -> Any:
         prompt = f"Question: {state.question}\nSQL: {state.sql}\nRows: {_rows_text(state.rows)}"
         reply = await _llm(config).ainvoke([SystemMessage(ANSWER_TASK), HumanMessage(prompt)], config=config)
         usage = reply.usage_metadata or {"input_tokens": 0, "output_tokens": 0}
+        _report_usage(config, "answer", dict(usage))
         return {
             "answer": reply.text.strip(),
             "input_tokens": state.input_tokens + usage["input_tokens"],

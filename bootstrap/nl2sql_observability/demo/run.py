@@ -17,28 +17,16 @@ from nl2sql_observability.context import UserContext
 from nl2sql_observability.demo.catalog import BROKEN_SQL, FAILURE_KINDS, QUESTIONS
 from nl2sql_observability.demo.db import ensure_database
 from nl2sql_observability.demo.graph import NODE_NAMES, DemoState, build_graph
+from nl2sql_observability.demo.links import StackUrls, where_to_look
 from nl2sql_observability.demo.llm import SimulatedChatModel
 from nl2sql_observability.instrumentation import error_type_of, has_sdk
 
-__all__ = ["DemoOptions", "RequestPlan", "plan_requests", "run_demo"]
+__all__ = ["DEMO_SERVICE_NAME", "DemoOptions", "RequestPlan", "plan_requests", "run_demo"]
 
 _log = logging.getLogger("nl2sql_observability.demo")
 
-JAEGER_URL = "http://127.0.0.1:16686"
-GRAFANA_URL = "http://127.0.0.1:3000"
-VICTORIALOGS_URL = "http://127.0.0.1:9428"
-
-
-def _answers(url: str) -> bool:
-    """True when a service of the local stack answers at url (0.5 s, never through a proxy)."""
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=0.5) as resp:
-            return int(resp.status) < 500
-    except Exception:  # down, refused, timed out: not running
-        return False
+# What plain `nl2sql-obs demo` names itself when OTEL_SERVICE_NAME is unset (`make demo` sets it too).
+DEMO_SERVICE_NAME = "nl2sql-demo"
 
 
 @dataclass(frozen=True)
@@ -72,6 +60,7 @@ class RequestResult:
     input_tokens: int = 0
     output_tokens: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    llm_calls: list[tuple[str, int, int]] = field(default_factory=list)  # (node, input, output tokens)
 
 
 def plan_requests(opts: DemoOptions) -> list[RequestPlan]:
@@ -117,6 +106,9 @@ async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asynci
         def report_trace_id(trace_id: str) -> None:
             result.trace_id = trace_id
 
+        def report_usage(node: str, input_tokens: int, output_tokens: int) -> None:
+            result.llm_calls.append((node, input_tokens, output_tokens))
+
         llm = SimulatedChatModel(
             seed=f"{opts.seed}:{plan.index}", failure_sql=plan.failure_sql, time_scale=opts.time_scale
         )
@@ -125,6 +117,7 @@ async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asynci
             "configurable": {
                 "llm": llm,
                 "report_trace_id": report_trace_id,
+                "report_usage": report_usage,
                 "tenant_id": plan.user.tenant_id,
                 "user_id": plan.user.user_id,
                 "thread_id": plan.user.session_id,
@@ -173,8 +166,12 @@ def _ensure_telemetry() -> None:
     """Plain `nl2sql-obs demo` (no `opentelemetry-instrument`): configure the SDK and load the
     instrumentors ourselves, as an app that calls `configure()` does. Under the launcher both are done."""
     if not has_sdk():
+        import os
+
         from nl2sql_observability.configurator import configure
 
+        if not os.environ.get("OTEL_SERVICE_NAME", "").strip():  # the demo is never merged into an app
+            os.environ["OTEL_SERVICE_NAME"] = DEMO_SERVICE_NAME
         configure()
     from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
 
@@ -203,8 +200,14 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         for name, ms in r.timings_ms.items():
             timings[name].append(ms)
     failures = Counter(r.error_type for r in results if r.error_type is not None)
+    service, environment = _service_and_environment()
     return {
+        "service": service,
+        "environment": environment,
+        "audit_path": _audit_path(),
         "requests": len(results),
+        "requests_by_tenant": dict(sorted(Counter(r.plan.user.tenant_id for r in results).items())),
+        **_llm_totals(results),
         "failures": dict(sorted(failures.items())),
         "validations": {
             "passed": sum(1 for r in results if r.validation == "passed"),
@@ -223,7 +226,62 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     }
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def _llm_totals(results: list[RequestResult]) -> dict[str, Any]:
+    """Tokens and cost (the price table the instrumentor uses) per node, tenant and model, from the
+    demo's own tally of each LLM call: what the dashboards' totals must show."""
+    from nl2sql_observability.pricing import price_table
+
+    price = price_table().lookup(SimulatedChatModel().model_name)
+    model = SimulatedChatModel().model_name
+    by_node: dict[str, dict[str, int]] = defaultdict(lambda: {"input": 0, "output": 0})
+    cost_by_tenant: dict[str, float] = defaultdict(float)
+    cost_by_node: dict[str, float] = defaultdict(float)
+    cost_by_model: dict[str, float] = defaultdict(float)
+    unpriced: dict[str, int] = defaultdict(int)
+    for r in results:
+        for node, input_tokens, output_tokens in r.llm_calls:
+            by_node[node]["input"] += input_tokens
+            by_node[node]["output"] += output_tokens
+            if price is None:
+                unpriced[model] += input_tokens + output_tokens
+                continue
+            cost = price.cost(input_tokens, output_tokens)
+            cost_by_tenant[r.plan.user.tenant_id] += cost
+            cost_by_node[node] += cost
+            cost_by_model[model] += cost
+    return {
+        "tokens_by_node": {n: by_node[n] for n in sorted(by_node)},
+        "cost_usd_by_tenant": {t: cost_by_tenant[t] for t in sorted(cost_by_tenant)},
+        "cost_usd_by_node": {n: cost_by_node[n] for n in sorted(cost_by_node)},
+        "cost_usd_by_model": dict(cost_by_model),
+        "unpriced_tokens_by_model": dict(unpriced),
+    }
+
+
+def _service_and_environment() -> tuple[str, str]:
+    """service.name and deployment.environment.name of the running SDK's resource."""
+    from opentelemetry import trace
+
+    from nl2sql_observability import semconv as sc
+
+    attributes = getattr(getattr(trace.get_tracer_provider(), "resource", None), "attributes", {}) or {}
+    return (
+        str(attributes.get(sc.SERVICE_NAME, sc.DEFAULT_SERVICE_NAME)),
+        str(attributes.get(sc.DEPLOYMENT_ENVIRONMENT_NAME, sc.DEFAULT_ENVIRONMENT)),
+    )
+
+
+def _audit_path() -> str | None:
+    """Where this run's audit events went (None: audit log off)."""
+    from nl2sql_observability.settings import current_settings
+
+    tree = current_settings()
+    if tree is None or not tree.audit.enabled:
+        return None
+    return str(tree.audit.resolved_path())
+
+
+def format_summary(summary: dict[str, Any], urls: StackUrls | None = None) -> str:
     """Human-readable summary printed at the end of the demo."""
     validations = summary["validations"]
     lines = [
@@ -238,22 +296,30 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  node latency (ms, measured locally):")
     for name, q in summary["node_latency_ms"].items():
         lines.append(f"    {name:<14} p50 {q['p50']:>9.1f}   p95 {q['p95']:>9.1f}")
-    lines.append("  tokens per tenant:")
+    lines.append("  per tenant:        requests   input tokens   output tokens   cost (USD)")
+    costs = summary["cost_usd_by_tenant"]
     for tenant, t in summary["tokens_by_tenant"].items():
-        lines.append(f"    {tenant:<14} input {t['input']:>7}   output {t['output']:>7}")
+        cost = f"{costs[tenant]:>10.6f}" if tenant in costs else "  unpriced"
+        requests = summary["requests_by_tenant"].get(tenant, 0)
+        lines.append(f"    {tenant:<14} {requests:>8}   {t['input']:>12}   {t['output']:>13}   {cost}")
+    for model, unpriced in summary["unpriced_tokens_by_model"].items():
+        lines.append(f"    model {model} has no price: {unpriced} tokens without cost")
     sample = (summary["failed_trace_ids"] or summary["trace_ids"] or [""])[0]
-    where = [  # printed only for the services that answer
-        (f"{JAEGER_URL}/", f"Jaeger        {JAEGER_URL}/trace/{sample}   (sample trace id {sample})"),
-        (
-            f"{VICTORIALOGS_URL}/health",
-            f"VictoriaLogs  {VICTORIALOGS_URL}/select/vmui/#/?query=trace_id:{sample}   (its log lines)",
-        ),
-        (f"{GRAFANA_URL}/api/health", f"Grafana       {GRAFANA_URL}  (dashboards: NL2SQL)"),
-    ]
-    running = [line for url, line in where if _answers(url)]
-    lines.append(f"  sample trace id: {sample}")
-    lines.append("  where to look:" if running else "  where to look: no stack answers (start it: make up)")
-    lines += [f"    {line}" for line in running]
+    audit_path = summary.get("audit_path")
+    where = where_to_look(
+        urls or StackUrls(),
+        sample,
+        service=summary["service"],
+        environment=summary["environment"],
+        audit_path=None if audit_path is None else Path(audit_path),
+    )
+    lines.append(
+        f"  service {summary['service']}, environment {summary['environment']}, sample trace id {sample}"
+    )
+    if not any(line.startswith(("trace", "logs", "cost", "dashboards")) for line in where):
+        lines.append("  no stack answers (start it: make up)")
+    lines.append("  where to look:")
+    lines += [f"    {line}" for line in where]
     return "\n".join(lines)
 
 
