@@ -22,7 +22,7 @@ def test_span_log_and_metric_are_found_with_the_local_defaults(stack: Stack, wor
         prometheus=stack.prometheus,
         victorialogs=stack.victorialogs,
     )
-    result = measure(ends, 5, limit_s=45.0, workdir=workdir)
-    assert all(len(v) == 5 for v in result.seconds.values())
+    result = measure(ends, SAMPLES, limit_s=45.0, workdir=workdir)
+    assert all(len(v) == SAMPLES for v in result.seconds.values())
     for signal, text in result.summary().items():
         FIGURES.put(f"{signal} → queryable, local defaults", text)

@@ -55,6 +55,15 @@ _totals_lock = threading.Lock()
 _instrument: Any = None
 
 
+def _after_fork_in_child() -> None:
+    """A lock another thread held at `fork()` stays locked in the child: start with a fresh one."""
+    global _totals_lock
+    _totals_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _count(outcome: str, n: int = 1, error_type: str | None = None) -> None:
     with _totals_lock:
         key = (outcome, error_type)
