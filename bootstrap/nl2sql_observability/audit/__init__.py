@@ -163,10 +163,10 @@ def record_llm_call(
     try:
         from opentelemetry.trace import get_current_span
 
-        from nl2sql_observability import context
+        from nl2sql_observability.context import current_node, current_user_context
 
         span_context = get_current_span().get_span_context()
-        user = context.current_user_context()
+        user = current_user_context()
         submit(
             CallRecord(
                 trace_id=span_context.trace_id if span_context.is_valid else 0,
@@ -174,7 +174,7 @@ def record_llm_call(
                 tenant_id=user.tenant_id if user is not None else None,
                 user_id=user.user_id if user is not None else None,
                 session_id=user.session_id if user is not None else None,
-                node=node if node is not None else context.current_node(),
+                node=node if node is not None else current_node(),
                 model=model,
                 provider="unknown",
                 response_model=model,
