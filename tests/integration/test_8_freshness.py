@@ -14,6 +14,8 @@ from stackkit import FIGURES, ROOT, Stack
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from freshness import Endpoints, measure
 
+SAMPLES = 20  # the benchmark's count: this run's figures are the README's (about 1-2 s each)
+
 
 def test_span_log_and_metric_are_found_with_the_local_defaults(stack: Stack, workdir: Path) -> None:
     ends = Endpoints(

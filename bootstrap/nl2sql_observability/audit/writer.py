@@ -64,10 +64,17 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _count(outcome: str, n: int = 1, error_type: str | None = None) -> None:
+def _count(
+    outcome: str,
+    n: int = 1,
+    error_type: str | None = None,
+    mine: dict[tuple[str, str | None], int] | None = None,
+) -> None:
     with _totals_lock:
         key = (outcome, error_type)
         _totals[key] = _totals.get(key, 0) + n
+        if mine is not None:
+            mine[key] = mine.get(key, 0) + n
 
 
 def counts() -> dict[tuple[str, str | None], int]:
@@ -139,6 +146,12 @@ class AuditWriter:
         self._failing = False
         self._full_since_report = 0
         self._next_full_report = 0.0
+        self._counts: dict[tuple[str, str | None], int] = {}
+
+    def counts(self) -> dict[tuple[str, str | None], int]:
+        """This writer's counts by (outcome, error.type) (since the fork, in a forked child)."""
+        with _totals_lock:
+            return dict(self._counts)
 
     # --- the app's side ------------------------------------------------------------------------
     def submit(self, record: CallRecord) -> bool:
@@ -160,7 +173,7 @@ class AuditWriter:
                 if self._thread is None:
                     self._start_thread()
                 cond.notify_all()
-            _count(ACCEPTED)
+            _count(ACCEPTED, mine=self._counts)
             return True
         except Exception:  # pragma: no cover - auditing never breaks the app
             _log.debug("queueing an audit event failed", exc_info=True)
@@ -168,7 +181,7 @@ class AuditWriter:
 
     def _reject(self, reason: str) -> bool:
         """Count and report an event that was not accepted (called under the condition's lock)."""
-        _count(FAILED, 1, reason)
+        _count(FAILED, 1, reason, self._counts)
         self._full_since_report += 1
         now = time.monotonic()
         if now >= self._next_full_report:
@@ -210,7 +223,7 @@ class AuditWriter:
             self._queue.clear()
             self._cond.notify_all()
         if left:
-            _count(FAILED, left, EXIT_TIMEOUT)
+            _count(FAILED, left, EXIT_TIMEOUT, self._counts)
             _log.error(
                 "audit log %s: %d queued event(s) not written: the writer did not finish within %.1fs",
                 self._where,
@@ -244,7 +257,7 @@ class AuditWriter:
         try:
             self.sink.write(self._build(record))
         except Exception as exc:
-            _count(FAILED, 1, type(exc).__name__)
+            _count(FAILED, 1, type(exc).__name__, self._counts)
             if not self._failing:
                 self._failing = True
                 _log.error(
@@ -255,7 +268,7 @@ class AuditWriter:
                     exc,
                 )
             return
-        _count(WRITTEN)
+        _count(WRITTEN, mine=self._counts)
         if self._failing:
             self._failing = False
             _log.warning("audit log %s recovered", self._where)
