@@ -300,3 +300,41 @@ def test_audit_show_finds_the_event_soon_after_the_call_returned(
         assert "top customers?" in capsys.readouterr().out
     finally:
         set_audit_log(None)
+
+
+FORKER = textwrap.dedent(
+    """
+    import os, sys, time, warnings
+    from pathlib import Path
+    from nl2sql_observability.audit import AuditLog, AuditSettings, CallRecord, set_audit_log, submit
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() with the writer thread running
+    set_audit_log(AuditLog(AuditSettings(path=Path(sys.argv[1]))))
+
+    def record(session):
+        return CallRecord(0, 0, "acme", None, session, "n", "m", "p", "m", 1, 1, None, "ok", None, None,
+                          time.time(), 0.001, "x" * 4000, "y")
+
+    for i in range(300):
+        submit(record(f"parent-{i}"))
+    pid = os.fork()  # the parent's queue is still being written: the child must not write it again
+    if pid == 0:
+        for i in range(300):
+            submit(record(f"child-{i}"))
+        sys.exit(0)  # atexit writes the child's queue
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    set_audit_log(None)
+    """
+)
+
+
+def test_a_forked_child_writes_its_own_events_and_none_of_its_parents(tmp_path: Path) -> None:
+    path = tmp_path / "events.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKER, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    logged = _logged_sessions(path)
+    expected = [f"parent-{i}" for i in range(300)] + [f"child-{i}" for i in range(300)]
+    assert sorted(logged) == sorted(expected)  # each once: none lost, none written twice

@@ -82,6 +82,7 @@ class AuditLog:
                 queue_timeout=settings.queue_timeout,
                 exit_timeout=settings.exit_timeout,
                 where=f"{settings.resolved_path()} ({settings.sink})",
+                reopen=functools.partial(open_sink, settings),
             )
 
     def submit(self, record: CallRecord) -> bool:

@@ -124,8 +124,12 @@ class AuditWriter:
         queue_timeout: float,
         exit_timeout: float,
         where: str,
+        reopen: Callable[[], AuditSink] | None = None,
     ) -> None:
         self.sink = sink
+        # After fork() a lock the parent's writer thread held inside the sink stays held in the child:
+        # the child writes through a sink of its own.
+        self._reopen = reopen
         self._build = build
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
@@ -159,6 +163,8 @@ class AuditWriter:
         try:
             if self._pid != os.getpid():
                 self._reset_state()  # forked: the parent's queue and thread are not ours
+                if self._reopen is not None:
+                    self.sink = self._reopen()
             cond = self._cond
             with cond:
                 if self._closed:
