@@ -19,6 +19,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)  # ... with a small shim it com
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # the integration test of `make up` builds a stand-in Go image around a static shell
 [[ -x /bin/busybox ]] || need_apt+=(busybox-static)
+# the outcome tests start a throwaway PostgreSQL server (SQLSTATE classes through psycopg)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -27,6 +27,7 @@ from nl2sql_observability.instrumentation import (
     record_validation,
     workflow,
 )
+from nl2sql_observability.outcome import set_outcome
 
 __all__ = [
     "GraphState",
@@ -38,7 +39,9 @@ __all__ = [
     "fail_current_step",
     "llm_call",
     "node",
+    "record_feedback",
     "record_validation",
+    "set_outcome",
     "user_context",
     "workflow",
 ]
@@ -49,3 +52,10 @@ def configure(**kwargs: Any) -> Any:
     from nl2sql_observability.configurator import configure as _configure  # SDK import only when used
 
     return _configure(**kwargs)
+
+
+def record_feedback(trace_id: str, **kwargs: Any) -> Any:
+    """Rate a finished request by its trace id, from any process (see `feedback.record_feedback`)."""
+    from nl2sql_observability.feedback import record_feedback as _record_feedback
+
+    return _record_feedback(trace_id, **kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-__all__ = ["CallRecord", "Status"]
+__all__ = ["AuditRecord", "CallRecord", "FeedbackRecord", "RequestRecord", "Status"]
 
 Status = Literal["ok", "error"]
 
@@ -51,3 +51,49 @@ class CallRecord(NamedTuple):
         if self.input_tokens is None and self.output_tokens is None:
             return None
         return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+class RequestRecord(NamedTuple):
+    """One finished request (a root workflow): its outcome, for the audit log's `request` record."""
+
+    trace_id: int
+    span_id: int  # the workflow span
+    service_name: str
+    tenant_id: str | None
+    user_id: str | None
+    session_id: str | None
+    outcome: str
+    error_type: str | None
+    correction_attempts: int
+    end_time: float
+    duration_s: float
+
+    @property
+    def trace_id_hex(self) -> str | None:
+        return format(self.trace_id, "032x") if self.trace_id else None
+
+    @property
+    def span_id_hex(self) -> str | None:
+        return format(self.span_id, "016x") if self.span_id else None
+
+
+class FeedbackRecord(NamedTuple):
+    """One evaluation of a finished request (user feedback), for the audit log's `feedback` record.
+    Ids, tenant and service are those of the rated request's `request` record."""
+
+    trace_id: str  # 32 hex
+    span_id: str | None  # the rated workflow span, 16 hex
+    service_name: str | None
+    tenant_id: str | None
+    user_id: str | None
+    session_id: str | None
+    outcome: str | None
+    name: str
+    score: float | None
+    label: str | None
+    negative: bool
+    comment: str | None
+    end_time: float
+
+
+AuditRecord = CallRecord | RequestRecord | FeedbackRecord

@@ -293,6 +293,8 @@ def build_telemetry(
     extra_metric_readers: Sequence[MetricReader] = (),
     shutdown_on_exit: bool = True,
     health: ExportHealth | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    extra_log_processors: Sequence[Any] = (),
 ) -> Telemetry:
     """Build (without installing globally) the providers for `settings`.
 
@@ -304,6 +306,8 @@ def build_telemetry(
     settings = settings or load_settings()
     health = health or ExportHealth()
     resource = build_resource(settings)
+    if resource_attributes:  # e.g. the rated service of a feedback (feedback.py)
+        resource = resource.merge(Resource(dict(resource_attributes)))
     timeout_ms = int(settings.export_timeout * 1000)
     delays = export_delays(settings)
     network: list[Any] = []
@@ -362,6 +366,8 @@ def build_telemetry(
             )
         )
         logger_provider.add_log_record_processor(batch[-1])
+    for log_processor in extra_log_processors:
+        logger_provider.add_log_record_processor(log_processor)
     # console: log lines go to stdout through the logging configuration, not via an exporter.
     return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, network, batch)
 

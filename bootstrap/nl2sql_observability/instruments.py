@@ -6,6 +6,8 @@ Everything goes to the global OpenTelemetry providers (set by the configurator) 
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry import metrics, trace
 
 from nl2sql_observability import __version__
@@ -37,8 +39,10 @@ class Instruments:
         self,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: Any = None,
     ) -> None:
         self.injected = tracer_provider is not None or meter_provider is not None
+        self.logger_provider = logger_provider  # None: the global one (evaluation events)
         self.tracer = trace.get_tracer(sc.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(sc.SCOPE_NAME, __version__, meter_provider=meter_provider)
         durations = list(sc.DURATION_BUCKETS)
@@ -56,6 +60,14 @@ class Instruments:
         )
         self.validations = meter.create_counter(
             sc.SQL_VALIDATIONS, unit=sc.UNIT_VALIDATION, description="SQL validations by outcome."
+        )
+        self.requests = meter.create_counter(
+            sc.REQUESTS, unit=sc.UNIT_REQUEST, description="NL2SQL requests by outcome (nl2sql.outcome)."
+        )
+        self.evaluations = meter.create_counter(
+            sc.EVALUATIONS,
+            unit=sc.UNIT_EVALUATION,
+            description="Evaluations of NL2SQL answers (user feedback, SQL evaluators) by name and label.",
         )
         self.llm_tokens = meter.create_counter(
             sc.LLM_TOKENS, unit=sc.UNIT_TOKEN, description="LLM tokens by type, model, tenant and node."
@@ -115,12 +127,18 @@ def get_instruments() -> Instruments:
 
 
 def use_providers(
-    tracer_provider: trace.TracerProvider | None = None, meter_provider: metrics.MeterProvider | None = None
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    logger_provider: Any = None,
 ) -> None:
     """Send this API's telemetry to these providers instead of the global ones (tests, or apps that
     keep their providers local). `use_providers()` with no arguments goes back to the globals."""
     global _instruments
-    _instruments = Instruments(tracer_provider, meter_provider) if tracer_provider or meter_provider else None
+    _instruments = (
+        Instruments(tracer_provider, meter_provider, logger_provider)
+        if tracer_provider or meter_provider or logger_provider
+        else None
+    )
 
 
 def has_sdk() -> bool:

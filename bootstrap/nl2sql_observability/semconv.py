@@ -33,6 +33,17 @@ NODE_NAME: Final = "nl2sql.node.name"
 AUDIT_SINK: Final = "nl2sql.audit.sink"
 AUDIT_OUTCOME: Final = "nl2sql.audit.outcome"
 VALIDATION_OUTCOME: Final = "nl2sql.validation.outcome"
+OUTCOME: Final = "nl2sql.outcome"
+CORRECTION_ATTEMPTS: Final = "nl2sql.correction_attempts"
+EVALUATION_NEGATIVE: Final = "nl2sql.evaluation.negative"
+DB_RESPONSE_STATUS_CODE: Final = "db.response.status_code"
+DB_RESPONSE_RETURNED_ROWS: Final = "db.response.returned_rows"
+# GenAI evaluation event (OpenTelemetry GenAI semantic conventions).
+GEN_AI_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
@@ -62,6 +73,8 @@ LLM_COST: Final = "nl2sql.llm.cost"
 LLM_UNPRICED_TOKENS: Final = "nl2sql.llm.unpriced_tokens"
 AUDIT_EVICTED_EVENTS: Final = "nl2sql.audit.evicted_events"
 AUDIT_EVENTS: Final = "nl2sql.audit.events"
+REQUESTS: Final = "nl2sql.requests"
+EVALUATIONS: Final = "nl2sql.evaluations"
 GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 UNIT_SECONDS: Final = "s"
@@ -69,6 +82,27 @@ UNIT_VALIDATION: Final = "{validation}"
 UNIT_TOKEN: Final = "{token}"
 UNIT_USD: Final = "{USD}"
 UNIT_EVENT: Final = "{event}"
+UNIT_REQUEST: Final = "{request}"
+UNIT_EVALUATION: Final = "{evaluation}"
+
+# nl2sql.outcome: the closed set (docs/telemetry-contract.md, "Outcome").
+OUTCOME_ANSWERED: Final = "answered"
+OUTCOME_EMPTY_RESULT: Final = "empty_result"
+OUTCOME_VALIDATION_REJECTED: Final = "validation_rejected"
+OUTCOME_SQL_ERROR: Final = "sql_error"
+OUTCOME_TIMEOUT: Final = "timeout"
+OUTCOME_LLM_ERROR: Final = "llm_error"
+OUTCOME_ERROR: Final = "error"
+OUTCOMES: Final = (
+    OUTCOME_ANSWERED,
+    OUTCOME_EMPTY_RESULT,
+    OUTCOME_VALIDATION_REJECTED,
+    OUTCOME_SQL_ERROR,
+    OUTCOME_TIMEOUT,
+    OUTCOME_LLM_ERROR,
+    OUTCOME_ERROR,
+)
+ERROR_OUTCOMES: Final = frozenset(OUTCOMES) - {OUTCOME_ANSWERED, OUTCOME_EMPTY_RESULT}
 
 DURATION_METRICS: Final = (NODE_DURATION, REQUEST_DURATION, GEN_AI_CLIENT_OPERATION_DURATION)
 TOKEN_HISTOGRAMS: Final = (GEN_AI_CLIENT_TOKEN_USAGE,)

@@ -21,6 +21,7 @@ from nl2sql_observability.exporter_settings import (
 if TYPE_CHECKING:
     from nl2sql_observability.audit.settings import AuditSettings
     from nl2sql_observability.autoinstrument.settings import InstrumentorSettings
+    from nl2sql_observability.feedback import FeedbackSettings
     from nl2sql_observability.log_settings import LogSettings
     from nl2sql_observability.pricing import PriceTable
     from nl2sql_observability.scrubbing import Scrubber
@@ -54,6 +55,7 @@ class Settings:
     audit: AuditSettings
     instrumentor: InstrumentorSettings
     pricing: PriceTable
+    feedback: FeedbackSettings
 
 
 def load_all() -> Settings:
@@ -64,6 +66,7 @@ def load_all() -> Settings:
     # Imported here: each section's module imports `ConfigurationError` from this one.
     from nl2sql_observability.audit.settings import load_audit_settings
     from nl2sql_observability.autoinstrument.settings import load_instrumentor_settings
+    from nl2sql_observability.feedback import load_feedback_settings
     from nl2sql_observability.log_settings import load_log_settings
     from nl2sql_observability.pricing import load_price_table
     from nl2sql_observability.scrubbing.settings import load_scrub_settings
@@ -84,6 +87,7 @@ def load_all() -> Settings:
     audit = section(load_audit_settings)
     instrumentor = section(load_instrumentor_settings)
     pricing = section(load_price_table)
+    feedback = section(load_feedback_settings)
     if (
         problems
         or exporter is None
@@ -93,10 +97,11 @@ def load_all() -> Settings:
         or audit is None
         or instrumentor is None
         or pricing is None
+        or feedback is None
     ):
         raise ConfigurationError(_PREFIX + "; ".join(dict.fromkeys(problems)))
     audit = audit.model_copy(update={"path": audit.resolved_path()})  # XDG_DATA_HOME read now, once
-    return Settings(exporter, logging, scrub, scrubber, audit, instrumentor, pricing)
+    return Settings(exporter, logging, scrub, scrubber, audit, instrumentor, pricing, feedback)
 
 
 _current: Settings | None = None
@@ -115,6 +120,7 @@ def use_settings(settings: Settings | None) -> None:
     global _current
     from nl2sql_observability.audit import AuditLog, set_audit_log
     from nl2sql_observability.autoinstrument import use_instrumentor_settings
+    from nl2sql_observability.feedback import use_feedback_settings
     from nl2sql_observability.logs import use_log_settings
     from nl2sql_observability.pricing import use_price_table
     from nl2sql_observability.scrubbing import set_scrubber
@@ -126,11 +132,13 @@ def use_settings(settings: Settings | None) -> None:
         use_price_table(None)
         use_instrumentor_settings(None)
         use_log_settings(None, None)
+        use_feedback_settings(None)
         return
     set_scrubber(settings.scrubber)  # first: the audit writer scrubs with it
     use_price_table(settings.pricing)
     use_instrumentor_settings(settings.instrumentor)
     use_log_settings(settings.logging, settings.exporter)
+    use_feedback_settings(settings.feedback)
     set_audit_log(AuditLog(settings.audit))
 
 
@@ -138,12 +146,13 @@ def setting_names() -> list[str]:
     """Every environment variable `load_all` reads, from the models' prefixes and aliases."""
     from nl2sql_observability.audit.settings import AuditSettings
     from nl2sql_observability.autoinstrument.settings import InstrumentorSettings
+    from nl2sql_observability.feedback import FeedbackSettings
     from nl2sql_observability.log_settings import LogSettings
     from nl2sql_observability.pricing import PRICES_FILE_ENV
     from nl2sql_observability.scrubbing.settings import ScrubSettings
 
     names = [env_name(field) for field in ObservabilitySettings.model_fields]
-    for model in (LogSettings, ScrubSettings, AuditSettings, InstrumentorSettings):
+    for model in (LogSettings, ScrubSettings, AuditSettings, InstrumentorSettings, FeedbackSettings):
         prefix = str(model.model_config.get("env_prefix", ""))
         names += [f"{prefix}{field}".upper() for field in model.model_fields]
     return [*names, PRICES_FILE_ENV]

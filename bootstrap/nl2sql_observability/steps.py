@@ -45,6 +45,8 @@ from nl2sql_observability.context import (
     set_step,
 )
 from nl2sql_observability.instruments import error_type_of, get_instruments
+from nl2sql_observability.outcome import RequestOutcome, current_request
+from nl2sql_observability.request_end import finish_request
 
 __all__ = [
     "Step",
@@ -52,6 +54,7 @@ __all__ = [
     "fail_current_step",
     "node",
     "record_validation",
+    "report_validation",
     "workflow",
 ]
 
@@ -78,6 +81,7 @@ class Step:
         "error_type",
         "kind",
         "name",
+        "request",
         "span",
         "tenant",
         "validation_recorded",
@@ -92,6 +96,8 @@ class Step:
         self.span: Span = trace.INVALID_SPAN
         self.tenant: str | None = None
         self.validation_recorded = False
+        # The workflow's outcome tracker; a node shares its workflow's (None outside any workflow).
+        self.request: RequestOutcome | None = None
         self._otel_token: Token[Any] | None = None
         self._node_token: Token[str | None] | None = None
         self._step_token: Token[Any] | None = None
@@ -104,15 +110,23 @@ class Step:
         self._error_message = message
 
     # --- lifecycle -------------------------------------------------------------------------
-    def start(self, parent: Context | None = None, tenant: str | None = None) -> Step:
+    def start(
+        self,
+        parent: Context | None = None,
+        tenant: str | None = None,
+        request: RequestOutcome | None = None,
+    ) -> Step:
         """Start the span (child of `parent`, else of the current context) and the clock; the tenant
-        is the one given, else the active one. Does not make the span current."""
+        is the one given, else the active one; a node reports to `request`, else to the current
+        workflow's. Does not make the span current."""
         ins = get_instruments()
         if self.kind == "node":
             span_name, span_attrs = ins.node_span(self.name)
+            self.request = request if request is not None else current_request()
         else:
             span_name = sc.WORKFLOW_SPAN_PREFIX + self.name
             span_attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_WORKFLOW}
+            self.request = RequestOutcome()
         self.tenant = tenant if tenant is not None else current_tenant_id()
         # One clock for the span and the duration histogram: the span ends at start + the measured
         # duration, so a histogram's p95 and its exemplar's span tell the same time.
@@ -132,8 +146,17 @@ class Step:
         elapsed = time.perf_counter() - self._start
         span = self.span
         try:
+            request = self.request if self.kind == "workflow" else None
+            outcome: str | None = None
+            if request is not None:
+                outcome, self.error_type = request.resolve(exc, self.error_type)
+                span.set_attribute(sc.OUTCOME, outcome)
+                span.set_attribute(sc.CORRECTION_ATTEMPTS, request.corrections)
+                if self.error_type is not None and self._error_message is None:
+                    self._error_message = f"{outcome}: {self.error_type}"
             if exc is not None and self.error_type is None:
                 self.error_type = error_type_of(exc)
+            if exc is not None and (self._error_message is None or request is not None):
                 self._error_message = f"{type(exc).__name__}: {exc}"
             error_type = self.error_type
             if exc is not None:
@@ -161,8 +184,15 @@ class Step:
                     )
                 else:
                     ins.request_duration.record(
-                        elapsed, ins.attrs((sc.TENANT_ID, self.tenant), (sc.ERROR_TYPE, error_type))
+                        elapsed,
+                        ins.attrs(
+                            (sc.OUTCOME, outcome), (sc.TENANT_ID, self.tenant), (sc.ERROR_TYPE, error_type)
+                        ),
                     )
+                    if request is not None and outcome is not None:
+                        finish_request(
+                            span, self.tenant, outcome, error_type, request.corrections, elapsed, request
+                        )
             finally:
                 if token is not None:
                     otel_context.detach(token)
@@ -361,7 +391,19 @@ def record_validation(outcome: Literal["passed", "failed"], error_type: str | No
     if step is not None:
         owner = step.owner if isinstance(step, _BorrowedStep) else step
         owner.validation_recorded = True
+        report_validation(owner.request, error_type if outcome == "failed" else None, outcome == "failed")
     count_validation(outcome, error_type, current_tenant_id())
+
+
+def report_validation(request: RequestOutcome | None, error_type: str | None, failed: bool) -> None:
+    """Tell the request's outcome about one validation (a failure stays pending until a later
+    validation passes or a query runs). Never raises."""
+    if request is None:
+        return
+    if failed:
+        request.failed("validation", sc.OUTCOME_VALIDATION_REJECTED, error_type or "validation_failed")
+    else:
+        request.succeeded("validation")
 
 
 def count_validation(

@@ -139,6 +139,7 @@ def demo(
     question: str | None = None,
     otlp_endpoint: str | None = None,
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> DemoRun:
     """A configured (not yet started) demo run with its own deployment environment label."""
     if not INSTRUMENT.exists() or not NL2SQL_OBS.exists():
@@ -168,6 +169,7 @@ def demo(
     ]
     if question is not None:
         args += ["--question", question]
+    args += list(extra_args)
     args += ["--db", str(_demo_db())]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVABILITY_"))}
     endpoint = otlp_endpoint or (stack.otlp_grpc if stack else "http://127.0.0.1:9")

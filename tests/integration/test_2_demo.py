@@ -179,8 +179,9 @@ def test_every_question_has_a_complete_trace_in_jaeger(stack: Stack, main_run: D
             assert parent is not None, (tid, names)
             assert parent["operationName"].startswith("node "), (tid, names)
             assert span_tag(chat, "span.kind") == "client"
-            assert span_tag(chat, "gen_ai.usage.input_tokens") is not None
-            assert span_tag(chat, "gen_ai.usage.output_tokens") is not None
+            if span_tag(chat, "otel.status_code") != "ERROR":  # a failed call (llm_error) has no usage
+                assert span_tag(chat, "gen_ai.usage.input_tokens") is not None
+                assert span_tag(chat, "gen_ai.usage.output_tokens") is not None
         for s in spans.values():
             assert span_tag(s, "tenant.id") in {"acme", "globex", "initech"}, (tid, s["operationName"])
         has_error = any(
@@ -188,7 +189,8 @@ def test_every_question_has_a_complete_trace_in_jaeger(stack: Stack, main_run: D
         )
         if tid in failed:
             assert has_error, f"failed question {tid} has no error span"
-            assert any(span_tag(s, "error.type") for s in nodes), f"{tid}: no node span with error.type"
+            # a failed validation marks its node; a database error the app caught marks the request
+            assert any(span_tag(s, "error.type") for s in [*nodes, root]), f"{tid}: no span with error.type"
         else:
             assert span_tag(root, "error") is not True, tid
 

@@ -23,6 +23,8 @@ def test_every_metric_of_the_package_is_in_the_contract_with_its_unit() -> None:
         sc.GEN_AI_CLIENT_OPERATION_DURATION: sc.UNIT_SECONDS,
         sc.AUDIT_EVICTED_EVENTS: sc.UNIT_EVENT,
         sc.AUDIT_EVENTS: sc.UNIT_EVENT,
+        sc.REQUESTS: sc.UNIT_REQUEST,
+        sc.EVALUATIONS: sc.UNIT_EVALUATION,
     }
     assert len(rows) >= 8, f"the metrics table of {DOC.name} was not found"
     assert set(rows) == set(units), sorted(set(rows) ^ set(units))

@@ -131,6 +131,8 @@ def test_alerting_provisioning_can_start_and_route() -> None:
         "nl2sql-node-latency-high",
         "nl2sql-validation-failure-rate-high",
         "nl2sql-tenant-cost-over-budget",
+        "nl2sql-answered-ratio-low",
+        "nl2sql-negative-feedback-high",
         "telemetry-dropped",
         "telemetry-sampler-losing-traces",
         "telemetry-loadbalancer-failing",

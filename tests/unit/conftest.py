@@ -88,13 +88,16 @@ class AuditCall:
 
 @pytest.fixture
 def audit_calls(monkeypatch: pytest.MonkeyPatch) -> list[AuditCall]:
-    """Capture the call records submitted to `audit.submit` (the audit log is not written)."""
+    """Capture the LLM call records submitted to `audit.submit` (the audit log is not written; request
+    and feedback records are dropped)."""
     import nl2sql_observability.audit as audit
+    from nl2sql_observability.callrecord import CallRecord
 
     calls: list[AuditCall] = []
 
     def fake(record: Any) -> bool:
-        calls.append(AuditCall(record))
+        if isinstance(record, CallRecord):
+            calls.append(AuditCall(record))
         return True
 
     monkeypatch.setattr(audit, "submit", fake)

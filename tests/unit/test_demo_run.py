@@ -218,3 +218,40 @@ def test_summary_totals_equal_what_the_metrics_recorded(tmp_path, captured, audi
         requests[point.attributes["tenant.id"]] += point.count
     assert summary["requests_by_tenant"] == dict(requests)
     assert summary["unpriced_tokens_by_model"] == {}  # the demo's model is in the packaged price table
+
+
+def test_demo_produces_every_outcome_and_feedback(tmp_path, captured, monkeypatch):
+    """--error-rate adds SQL errors, timeouts and provider errors past validation; the catalog has
+    questions without data; the counts the package derived (zero code) equal the demo's own."""
+    from nl2sql_observability import feedback
+    from nl2sql_observability.audit import AuditLog, AuditSettings, set_audit_log
+    from test_feedback import Sent
+
+    set_audit_log(AuditLog(AuditSettings(path=tmp_path / "audit.log")))
+    sent = Sent()
+    monkeypatch.setattr(feedback, "emitter_factory", sent.factory)
+    try:
+        summary = run_demo(
+            _opts(tmp_path, requests=60, failure_rate=0.15, error_rate=0.3, feedback_rate=0.5, seed=3)
+        )
+    finally:
+        set_audit_log(None)
+    outcomes = summary["outcomes"]
+    assert set(outcomes) == {
+        "answered",
+        "empty_result",
+        "validation_rejected",
+        "sql_error",
+        "timeout",
+        "llm_error",
+    }
+    assert sum(outcomes.values()) == 60
+    counted: dict[str, int] = {}
+    for point in captured.points("nl2sql.requests"):
+        name = point.attributes["nl2sql.outcome"]
+        counted[name] = counted.get(name, 0) + point.value
+    assert counted == outcomes
+    assert sum(summary["feedback"].values()) == len(sent.records()) > 0
+    assert {r.log_record.attributes["gen_ai.evaluation.score.label"] for r in sent.records()} == set(
+        summary["feedback"]
+    )

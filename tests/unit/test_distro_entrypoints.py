@@ -106,9 +106,12 @@ def test_opentelemetry_instrument_demo_console(tmp_path):
     # the LLM calls reached the audit log, with the trace ids of the requests, scrubbed
     audit_lines = (tmp_path / "audit" / "events.log").read_text().splitlines()
     events = [json.loads(line) for line in audit_lines]
-    assert len(events) == sum(1 for s in spans if s["name"] == "chat nl2sql-sim-1")
+    calls = [e for e in events if e["kind"] == "llm_call"]
+    assert len(calls) == sum(1 for s in spans if s["name"] == "chat nl2sql-sim-1")
+    # and each request's outcome, one record per request
+    assert sorted(e["trace_id"] for e in events if e["kind"] == "request") == sorted(summary["trace_ids"])
     assert {e["trace_id"] for e in events} <= set(summary["trace_ids"])
-    assert any("Which orders did" in e["prompt_text"] for e in events)
+    assert any("Which orders did" in e["prompt_text"] for e in calls)
     assert "jane.doe@example.com" not in "\n".join(audit_lines)
     metric_names = {
         m["name"]

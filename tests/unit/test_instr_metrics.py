@@ -56,7 +56,12 @@ def test_attributes_per_metric(captured, audit_calls):
         "tenant.id": "globex",
     }
     (req,) = captured.points("nl2sql.request.duration")
-    assert dict(req.attributes) == {"tenant.id": "globex"}
+    # the last validation of the request failed: it ends validation_rejected
+    assert dict(req.attributes) == {
+        "tenant.id": "globex",
+        "nl2sql.outcome": "validation_rejected",
+        "error.type": "syntax_error",
+    }
     validations = {
         tuple(sorted(p.attributes.items())): p.value for p in captured.points("nl2sql.sql.validations")
     }

@@ -84,11 +84,15 @@ def test_demo_json_logs_carry_the_exported_trace_ids(tmp_path: Path, receiver: t
     )
     assert all("jane.doe@example.com" not in json.dumps(rec) for rec in state.logs)
 
-    # Every audit event points at the chat span of its LLM call.
+    # Every LLM call's audit event points at its chat span; every request and feedback record at the
+    # request's workflow span.
     audit_file = tmp_path / "data" / "nl2sql-observability" / "audit" / "events.log"
     events = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    workflow_spans = {(s.trace_id, s.span_id) for s in state.named("invoke_workflow nl2sql")}
     assert events
     for event in events:
-        assert (event["trace_id"], event["span_id"]) in chat_spans
+        spans = chat_spans if event["kind"] == "llm_call" else workflow_spans
+        assert (event["trace_id"], event["span_id"]) in spans, event["kind"]
         assert event["tenant_id"]
+    assert sum(1 for e in events if e["kind"] == "request") == 5
     assert "jane.doe@example.com" not in audit_file.read_text()

@@ -47,11 +47,13 @@ def audit_file(tmp_path: Path):
         set_audit_log(None)
 
 
-def events(path: Path) -> list[dict[str, Any]]:
+def events(path: Path, kind: str = "llm_call") -> list[dict[str, Any]]:
+    """The audit events of this kind (`llm_call`, `request`)."""
     audit_log = get_audit_log()
     assert audit_log is not None
     assert audit_log.flush(30)  # the background writer stored them
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    found = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in found if e["kind"] == kind]
 
 
 def children(spans, parent) -> list[str]:
@@ -130,7 +132,7 @@ def test_metrics_carry_tenant_and_node(zero_code):
         "run_query": 1,
     }
     (request,) = zero_code.points("nl2sql.request.duration")
-    assert dict(request.attributes) == {"tenant.id": "acme"}
+    assert dict(request.attributes) == {"tenant.id": "acme", "nl2sql.outcome": "answered"}
     assert request.count == 1
     tokens = {}
     for p in zero_code.points("nl2sql.llm.tokens"):

@@ -24,7 +24,7 @@ from nl2sql_observability.audit.events import (
 from nl2sql_observability.audit.settings import AuditConfigError, AuditSettings, load_audit_settings
 from nl2sql_observability.audit.sinks import AuditSink, JsonlFileSink, SqliteSink
 from nl2sql_observability.audit.writer import AuditWriter
-from nl2sql_observability.callrecord import CallRecord
+from nl2sql_observability.callrecord import AuditRecord, CallRecord
 
 __all__ = [
     "FIELDS",
@@ -85,7 +85,7 @@ class AuditLog:
                 reopen=functools.partial(open_sink, settings),
             )
 
-    def submit(self, record: CallRecord) -> bool:
+    def submit(self, record: AuditRecord) -> bool:
         """Queue the record for the writer; True when accepted (see `AuditWriter.submit`)."""
         return self.writer is not None and self.writer.submit(record)
 
@@ -136,7 +136,7 @@ def set_audit_log(audit_log: AuditLog | None) -> None:
         _config_error_reported = False
 
 
-def submit(record: CallRecord) -> bool:
+def submit(record: AuditRecord) -> bool:
     """Queue one call record for the process-wide audit log; True when accepted. Never raises."""
     try:
         audit_log = get_audit_log()

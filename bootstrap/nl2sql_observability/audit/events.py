@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from nl2sql_observability.callrecord import CallRecord
+from nl2sql_observability.callrecord import AuditRecord, CallRecord, FeedbackRecord, RequestRecord
 from nl2sql_observability.context import is_valid_tenant_id
 from nl2sql_observability.scrubbing import get_scrubber
 
@@ -33,7 +33,16 @@ FIELDS = (
     "status",
     "error_type",
     "error_message",
+    "kind",
+    "service_name",
+    "outcome",
+    "correction_attempts",
+    "evaluation",
 )
+# `kind` of an event: one LLM call, the end of a request (its outcome), a feedback on a request.
+KIND_LLM_CALL = "llm_call"
+KIND_REQUEST = "request"
+KIND_FEEDBACK = "feedback"
 TEXT_FIELDS = ("prompt_text", "response_text", "error_message")
 TRUNCATION_MARKER = "…[TRUNCATED: {n} more chars]"
 
@@ -116,11 +125,93 @@ def build_event(
         "status": status if status in ("ok", "error") else "error",
         "error_type": short(error_type),
         "error_message": None if error_message is None else cap_text(str(error_message), text_max_chars),
+        "kind": KIND_LLM_CALL,
+        "service_name": None,
+        "outcome": None,
+        "correction_attempts": None,
+        "evaluation": None,
     }
 
 
-def event_from_record(record: CallRecord, *, text_max_chars: int = 16384) -> AuditEvent:
-    """The audit event of one call: its ids and fields, text scrubbed and capped."""
+def event_from_record(record: AuditRecord, *, text_max_chars: int = 16384) -> AuditEvent:
+    """The audit event of one call, request end or feedback: its ids and fields, text scrubbed and capped."""
+    if isinstance(record, RequestRecord):
+        return _request_event(record)
+    if isinstance(record, FeedbackRecord):
+        return _feedback_event(record, text_max_chars)
+    return _call_event(record, text_max_chars)
+
+
+def _timestamp(end_time: float) -> str:
+    return format_timestamp(datetime.fromtimestamp(end_time, timezone.utc))
+
+
+def _request_event(record: RequestRecord) -> AuditEvent:
+    event = build_event(
+        model="",
+        prompt_text="",
+        response_text="",
+        input_tokens=None,
+        output_tokens=None,
+        latency_ms=record.duration_s * 1000.0,
+        status="error" if record.error_type is not None else "ok",
+        error_type=record.error_type,
+        trace_id=record.trace_id_hex,
+        span_id=record.span_id_hex,
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        session_id=record.session_id,
+        timestamp=_timestamp(record.end_time),
+    )
+    event.update(
+        kind=KIND_REQUEST,
+        model=None,
+        prompt_text=None,
+        response_text=None,
+        service_name=record.service_name,
+        outcome=record.outcome,
+        correction_attempts=record.correction_attempts,
+    )
+    return event
+
+
+def _feedback_event(record: FeedbackRecord, text_max_chars: int) -> AuditEvent:
+    event = build_event(
+        model="",
+        prompt_text="",
+        response_text=record.comment or "",
+        input_tokens=None,
+        output_tokens=None,
+        latency_ms=0.0,
+        status="ok",
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        session_id=record.session_id,
+        timestamp=_timestamp(record.end_time),
+        text_max_chars=text_max_chars,
+    )
+    event.update(
+        kind=KIND_FEEDBACK,
+        model=None,
+        prompt_text=None,
+        latency_ms=None,
+        service_name=record.service_name,
+        outcome=record.outcome,
+        evaluation={
+            "name": record.name,
+            "score": record.score,
+            "label": record.label,
+            "negative": record.negative,
+        },
+    )
+    if record.comment is None:
+        event["response_text"] = None
+    return event
+
+
+def _call_event(record: CallRecord, text_max_chars: int) -> AuditEvent:
     return build_event(
         model=record.model,
         prompt_text=record.prompt_text,
@@ -165,6 +256,23 @@ def _as_count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _as_evaluation(value: object) -> dict[str, Any] | None:
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    score = value.get("score")
+    return {
+        "name": _as_text(value.get("name")),
+        "score": score if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+        "label": _as_text(value.get("label")),
+        "negative": value.get("negative") is True,
+    }
+
+
 def normalize_event(event: AuditEvent) -> AuditEvent:
     """An event as printers expect it, whatever a damaged or hand-edited store holds: text fields
     are text (bytes decoded with U+FFFD), `tokens` is {input, output, total} of integers or None."""
@@ -173,6 +281,10 @@ def normalize_event(event: AuditEvent) -> AuditEvent:
         if key == "tokens":
             tokens = value if isinstance(value, dict) else {}
             out[key] = {k: _as_count(tokens.get(k)) for k in ("input", "output", "total")}
+        elif key == "evaluation":
+            out[key] = _as_evaluation(value)
+        elif key == "correction_attempts":
+            out[key] = _as_count(value)
         elif key in ("schema_version", "latency_ms"):
             out[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         else:
@@ -261,11 +373,17 @@ class Filters:
     node: str | None = None
     status: str | None = None
     limit: int | None = None
+    kind: str | None = None
+    outcome: str | None = None  # of the event's own record (`request`/`feedback` events)
+    trace_ids: frozenset[str] | None = None  # one of these traces (the `--outcome` join)
 
     def match(self, event: AuditEvent) -> bool:
         ts = str(event.get("timestamp", ""))
         return (
-            (self.trace_id is None or event.get("trace_id") == self.trace_id)
+            (self.kind is None or (event.get("kind") or KIND_LLM_CALL) == self.kind)
+            and (self.outcome is None or event.get("outcome") == self.outcome)
+            and (self.trace_ids is None or event.get("trace_id") in self.trace_ids)
+            and (self.trace_id is None or event.get("trace_id") == self.trace_id)
             and (self.since is None or ts >= self.since)
             and (self.until is None or ts <= self.until)
             and (self.tenant is None or event.get("tenant_id") == self.tenant)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import heapq
+import json
 import os
 import sqlite3
 import threading
@@ -478,12 +479,26 @@ CREATE TABLE IF NOT EXISTS audit_events (
     latency_ms REAL,
     status TEXT,
     error_type TEXT,
-    error_message TEXT
+    error_message TEXT,
+    kind TEXT,
+    service_name TEXT,
+    outcome TEXT,
+    correction_attempts INTEGER,
+    evaluation TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_events_trace_id ON audit_events (trace_id);
 CREATE INDEX IF NOT EXISTS audit_events_timestamp ON audit_events (timestamp);
 CREATE INDEX IF NOT EXISTS audit_events_tenant_timestamp ON audit_events (tenant_id, timestamp);
 """
+# Columns added after the first schema: added to an older database when it is opened for writing, read
+# as NULL from one opened read-only.
+_ADDED_COLUMNS = {
+    "kind": "TEXT",
+    "service_name": "TEXT",
+    "outcome": "TEXT",
+    "correction_attempts": "INTEGER",
+    "evaluation": "TEXT",
+}
 _INSERT = f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
 # Retention deletes in batches this small so a writer never holds the write lock for long, and at
 # most this many batches per write.
@@ -501,6 +516,8 @@ _DELETE_OLDEST = (
 def _row(event: AuditEvent) -> tuple[Any, ...]:
     tokens = event.get("tokens") or {}
     flat = dict(event, **{column: tokens.get(key) for column, key in TOKEN_COLUMNS.items()})
+    if flat.get("evaluation") is not None:
+        flat["evaluation"] = json.dumps(flat["evaluation"], separators=(",", ":"))
     return tuple(flat.get(c) for c in COLUMNS)
 
 
@@ -549,6 +566,7 @@ class SqliteSink:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._next_check: datetime | None = None
+        self._select = ", ".join(COLUMNS)
 
     def _connect(self, *, create: bool) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
@@ -575,6 +593,12 @@ class SqliteSink:
             conn.execute("PRAGMA journal_size_limit = 16777216")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.fsync else 'NORMAL'}")
             conn.executescript(_SCHEMA)
+        present = {row[1] for row in conn.execute("PRAGMA table_info(audit_events)")}
+        for column, sql_type in _ADDED_COLUMNS.items():
+            if column not in present and create:
+                conn.execute(f"ALTER TABLE audit_events ADD COLUMN {column} {sql_type}")
+                present.add(column)
+        self._select = ", ".join(c if c in present else f"NULL AS {c}" for c in COLUMNS)
         self._conn = conn
         self._pid = os.getpid()
         return conn
@@ -633,10 +657,18 @@ class SqliteSink:
             ("tenant_id", filters.tenant, "="),
             ("node", filters.node, "="),
             ("status", filters.status, "="),
+            ("outcome", filters.outcome, "="),
         ):
             if value is not None:
                 where.append(f"{column} {op} ?")
                 params.append(value)
+        if filters.kind is not None:
+            where.append("coalesce(kind, 'llm_call') = ?")
+            params.append(filters.kind)
+        if filters.trace_ids is not None:
+            ids = sorted(filters.trace_ids)
+            where.append(f"trace_id IN ({', '.join('?' for _ in ids)})" if ids else "0")
+            params.extend(ids)
         return (" WHERE " + " AND ".join(where)) if where else "", params
 
     def _reader(self) -> sqlite3.Connection:
@@ -645,21 +677,23 @@ class SqliteSink:
     def query(self, filters: Filters, problems: list[str] | None = None) -> Iterator[AuditEvent]:
         """Matching events, oldest first, streamed from one consistent read (one SELECT)."""
         where, params = self._where(filters)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM audit_events{where} ORDER BY timestamp, event_id"  # noqa: S608
         with self._lock:
-            cursor = self._reader().execute(sql, params)
+            reader = self._reader()
+            sql = f"SELECT {self._select} FROM audit_events{where} ORDER BY timestamp, event_id"  # noqa: S608
+            cursor = reader.execute(sql, params)
         for row in cursor:
             yield _reorder(_event(row))
 
     def search(self, filters: Filters, limit: int, problems: list[str] | None = None) -> list[AuditEvent]:
         """The `limit` most recent matching events, oldest first (SQL `LIMIT`)."""
         where, params = self._where(filters)
-        sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM audit_events{where}"  # noqa: S608 - fixed column names
-            " ORDER BY timestamp DESC, event_id DESC LIMIT ?"
-        )
         with self._lock:
-            rows = self._reader().execute(sql, [*params, limit]).fetchall()
+            reader = self._reader()
+            sql = (
+                f"SELECT {self._select} FROM audit_events{where}"  # noqa: S608 - fixed column names
+                " ORDER BY timestamp DESC, event_id DESC LIMIT ?"
+            )
+            rows = reader.execute(sql, [*params, limit]).fetchall()
         return [_reorder(_event(row)) for row in reversed(rows)]
 
     def close(self) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from nl2sql_observability import semconv as sc
 from nl2sql_observability.audit.events import AuditEvent
 from nl2sql_observability.audit.sinks import AuditSink
-from nl2sql_observability.callrecord import CallRecord
+from nl2sql_observability.callrecord import AuditRecord
 
 __all__ = ["AuditWriter", "counts", "install_sigterm_drain", "observe"]
 
@@ -118,7 +118,7 @@ class AuditWriter:
     def __init__(
         self,
         sink: AuditSink,
-        build: Callable[[CallRecord], AuditEvent],
+        build: Callable[[AuditRecord], AuditEvent],
         *,
         queue_size: int,
         queue_timeout: float,
@@ -142,7 +142,7 @@ class AuditWriter:
     def _reset_state(self) -> None:
         # Re-entrant: the SIGTERM drain may run in the main thread while it is inside `submit`.
         self._cond = threading.Condition(threading.RLock())
-        self._queue: deque[CallRecord] = deque()
+        self._queue: deque[AuditRecord] = deque()
         self._busy = 0  # taken from the queue, not yet written or failed
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -158,7 +158,7 @@ class AuditWriter:
             return dict(self._counts)
 
     # --- the app's side ------------------------------------------------------------------------
-    def submit(self, record: CallRecord) -> bool:
+    def submit(self, record: AuditRecord) -> bool:
         """Queue one record; True when accepted. Waits at most `queue_timeout` for room. Never raises."""
         try:
             if self._pid != os.getpid():
@@ -259,7 +259,7 @@ class AuditWriter:
                     if not self._busy:
                         cond.notify_all()
 
-    def _write(self, record: CallRecord) -> None:
+    def _write(self, record: AuditRecord) -> None:
         try:
             self.sink.write(self._build(record))
         except Exception as exc:

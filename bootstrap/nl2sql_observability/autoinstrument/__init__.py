@@ -72,7 +72,9 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 settings = InstrumentorSettings.model_construct()
 
         from nl2sql_observability.autoinstrument.dbapi import patch_dbapi
+        from nl2sql_observability.evaluators import use_evaluators
 
+        use_evaluators(settings.sql_evaluators)
         patch_dbapi()
         from nl2sql_observability.autoinstrument.hooks import warn_if_moved
 
@@ -89,7 +91,9 @@ class Nl2sqlInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             settings.context_tenant_key, settings.context_user_key, settings.context_session_key
         )
         registry = GraphRunRegistry()
-        handler = Nl2sqlCallbackHandler(keys, frozenset(settings.validator_nodes), registry)
+        handler = Nl2sqlCallbackHandler(
+            keys, frozenset(settings.validator_nodes), registry, settings.outcome_state_key
+        )
         var: ContextVar[Any] = ContextVar("nl2sql_observability_handler", default=handler)
         register_configure_hook(var, True)
         _hook = _configure_hooks[-1]

@@ -34,9 +34,11 @@ from nl2sql_observability.autoinstrument.hooks import CONTROL_FLOW
 from nl2sql_observability.autoinstrument.identity import Identity, IdentityKeys, resolve_identity
 from nl2sql_observability.autoinstrument.validation import failure_of
 from nl2sql_observability.context import UserContext, current_step
+from nl2sql_observability.evaluators import sql_in_reply
 from nl2sql_observability.instruments import error_type_of
 from nl2sql_observability.llm import LlmCall
-from nl2sql_observability.steps import Step, count_validation
+from nl2sql_observability.outcome import is_timeout, named_outcome, question_of
+from nl2sql_observability.steps import Step, count_validation, report_validation
 
 __all__ = ["GraphRunRegistry", "Nl2sqlCallbackHandler"]
 
@@ -97,12 +99,17 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
     raise_error = False
 
     def __init__(
-        self, keys: IdentityKeys, validator_nodes: frozenset[str], registry: GraphRunRegistry
+        self,
+        keys: IdentityKeys,
+        validator_nodes: frozenset[str],
+        registry: GraphRunRegistry,
+        outcome_key: str = "nl2sql_outcome",
     ) -> None:
         super().__init__()
         self.keys = keys
         self.validator_nodes = validator_nodes
         self.registry = registry
+        self.outcome_key = outcome_key
         self._runs: dict[UUID, _Run] = {}
 
     # LangChain asks these before dispatching: skip event kinds we do not use.
@@ -163,7 +170,8 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
             and name == metadata.get("langgraph_node")
             and not name.startswith("__")
         ):
-            step = Step("node", name, auto=True).start(parent.ctx, parent.identity.tenant_id)
+            request = parent.workflow.request if parent.workflow is not None else None
+            step = Step("node", name, auto=True).start(parent.ctx, parent.identity.tenant_id, request)
             ctx = trace.set_span_in_context(step.span, parent.ctx)
             run = _Run("node", ctx, parent.identity, parent.user, name, step=step, workflow=parent.workflow)
             run.validator = name in self.validator_nodes
@@ -182,10 +190,12 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         explicit = current_step()
         if explicit is not None and explicit.kind == "workflow" and not explicit.auto:
             # The app measures the request itself (`workflow()`): no second span or histogram.
-            run = _Run("graph", base, identity, user, None)
+            run = _Run("graph", base, identity, user, None, workflow=explicit)
             run.activation = Activation(base, user, None, None)
         else:
             step = Step("workflow", sc.DEFAULT_WORKFLOW_NAME, auto=True).start(base, identity.tenant_id)
+            if step.request is not None:
+                step.request.question = question_of(inputs)
             ctx = trace.set_span_in_context(step.span, base)
             run = _Run("workflow", ctx, identity, user, None, step=step, workflow=step)
             run.activation = Activation(ctx, user, None, step)
@@ -199,10 +209,14 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
             if run.validator and run.step is not None and not run.step.validation_recorded:
                 failure = failure_of(outputs)
                 count_validation("failed" if failure else "passed", failure, run.identity.tenant_id)
-                if failure is not None:  # the node and the request failed, though nothing raised
+                # The request fails only if no later validation passes (its outcome resolves that).
+                report_validation(run.step.request, failure, failure is not None)
+                if failure is not None:  # the node failed, though nothing raised
                     run.step.fail(failure, f"SQL validation failed: {failure}")
-                    if run.workflow is not None and run.workflow.error_type is None:
-                        run.workflow.fail(failure, f"SQL validation failed in {run.node}: {failure}")
+            if run.kind == "workflow" and run.step is not None and run.step.request is not None:
+                named = named_outcome(outputs, self.outcome_key)
+                if named is not None:
+                    run.step.request.named = named
             if run.step is not None:
                 run.step.finish(None)
         except Exception:  # pragma: no cover
@@ -224,6 +238,7 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
                 and not control_flow
             ):
                 count_validation("failed", error_type_of(error), run.identity.tenant_id)
+                report_validation(run.step.request, error_type_of(error), True)
             if run.step is not None:
                 run.step.finish(None if control_flow else error)
         except Exception:  # pragma: no cover
@@ -258,7 +273,13 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
             base = parent.ctx if parent is not None else otel_context.get_current()
             ctx = trace.set_span_in_context(call.span, base)
             run = _Run(
-                "chat", ctx, parent.identity if parent else Identity(), call.user, call.node, call=call
+                "chat",
+                ctx,
+                parent.identity if parent else Identity(),
+                call.user,
+                call.node,
+                call=call,
+                workflow=parent.workflow if parent else None,
             )
             run.activation = Activation(ctx, call.user, call.node, None)
             self._track(run_id, run)
@@ -272,6 +293,9 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         if run.activation is not None:
             run.activation.restore()
         end_chat(run.call, response)
+        if run.workflow is not None and run.workflow.request is not None:
+            run.workflow.request.succeeded("llm")
+            self.on_generated_sql(run, response)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.pop(run_id, None)
@@ -280,3 +304,22 @@ class Nl2sqlCallbackHandler(BaseCallbackHandler):
         if run.activation is not None:
             run.activation.restore()
         fail_chat(run.call, error)
+        if run.workflow is not None and run.workflow.request is not None:
+            try:
+                outcome = sc.OUTCOME_TIMEOUT if is_timeout(error) else sc.OUTCOME_LLM_ERROR
+                run.workflow.request.failed("llm", outcome, error_type_of(error), error)
+            except Exception:  # pragma: no cover
+                _log.debug("on_llm_error failed", exc_info=True)
+
+    def on_generated_sql(self, run: _Run, response: LLMResult) -> None:
+        """Hand the SQL of a chat reply, with its chat span, to the request's evaluators."""
+        try:
+            request = run.workflow.request if run.workflow is not None else None
+            if request is None or run.call is None:
+                return
+            for generations in response.generations:
+                for generation in generations:
+                    for sql in sql_in_reply(getattr(generation, "message", None)):
+                        request.add_sql(sql, run.call.span, executed=False)
+        except Exception:  # pragma: no cover
+            _log.debug("reading generated SQL failed", exc_info=True)

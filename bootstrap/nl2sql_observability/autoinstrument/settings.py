@@ -35,6 +35,13 @@ class InstrumentorSettings(BaseSettings):
     validator_nodes: Annotated[tuple[str, ...], NoDecode] = Field(
         default=_DEFAULT_VALIDATORS, description="graph nodes whose outcome counts as a SQL validation"
     )
+    sql_evaluators: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("sql_parses", "sql_read_only"),
+        description="built-in evaluators of each request's SQL (comma-separated; `none`: off)",
+    )
+    outcome_state_key: str = Field(
+        default="nl2sql_outcome", description="graph state key in which an app names its own `nl2sql.outcome`"
+    )
     gc_freeze: bool = Field(
         default=False,
         description="at the first graph run, move every object alive to the garbage collector's"
@@ -42,13 +49,26 @@ class InstrumentorSettings(BaseSettings):
         " so opt-in",
     )
 
-    @field_validator("context_tenant_key", "context_user_key", "context_session_key")
+    @field_validator("context_tenant_key", "context_user_key", "context_session_key", "outcome_state_key")
     @classmethod
     def _check_key(cls, value: str) -> str:
         value = value.strip()
         if not _NAME_RE.match(value):
             raise ValueError("allowed: 1-128 characters of letters, digits, '_', '.', ':', '-'")
         return value
+
+    @field_validator("sql_evaluators", mode="before")
+    @classmethod
+    def _evaluator_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = (
+                [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
+            )
+        allowed = ("sql_parses", "sql_read_only")
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"evaluator {bad[0]!r} is not built in; allowed: {', '.join(allowed)} or none")
+        return tuple(value)
 
     @field_validator("validator_nodes", mode="before")
     @classmethod

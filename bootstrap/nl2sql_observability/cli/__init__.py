@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "nl2sql_observability.cli.demo",
     "audit": "nl2sql_observability.cli.audit",
     "scrub": "nl2sql_observability.cli.scrub",
+    "feedback": "nl2sql_observability.cli.feedback",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -80,6 +81,19 @@ def register(subparsers: Any) -> None:
     search.add_argument("--node", help="graph node, e.g. generate_sql")
     search.add_argument("--status", choices=("ok", "error"), help="outcome of the LLM call")
     search.add_argument("--trace-id", help="only this trace")
+    search.add_argument(
+        "--outcome",
+        choices=(
+            "answered",
+            "empty_result",
+            "validation_rejected",
+            "sql_error",
+            "timeout",
+            "llm_error",
+            "error",
+        ),
+        help="only the events of requests that ended so (nl2sql.outcome)",
+    )
     search.add_argument(
         "--limit", type=_positive_int, default=50, help="at most this many (the most recent; default 50)"
     )
@@ -167,6 +181,18 @@ def _summary(event: dict[str, Any]) -> str:
         f"latency={event.get('latency_ms')}ms",
         f"tokens={tokens.get('input')}/{tokens.get('output')}/{tokens.get('total')}",
     ]
+    kind = event.get("kind") or "llm_call"
+    if kind != "llm_call":  # a request's end or a feedback: what it says instead of the call's fields
+        parts = [*parts[:6], f"kind={kind}", f"service={event.get('service_name') or '-'}"]
+        parts.append(f"outcome={event.get('outcome') or '-'}")
+        if kind == "request":
+            parts.append(f"corrections={event.get('correction_attempts')}")
+        evaluation = event.get("evaluation") or {}
+        if evaluation:
+            parts.append(
+                f"evaluation={evaluation.get('name')} label={evaluation.get('label') or '-'}"
+                f" score={evaluation.get('score')} negative={evaluation.get('negative')}"
+            )
     return "  ".join(parts)
 
 
@@ -193,7 +219,9 @@ def _write_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) ->
         out.write(_summary(event) + "\n")
         if event.get("status") == "error" or event.get("error_type"):
             out.write(f"  error: {event.get('error_type') or '-'}: {event.get('error_message') or ''}\n")
-        if full:
+        if full and (event.get("kind") or "llm_call") == "feedback":
+            out.write("  comment:\n" + _indent(event.get("response_text")) + "\n")
+        elif full and (event.get("kind") or "llm_call") == "llm_call":
             out.write("  prompt:\n" + _indent(event.get("prompt_text")) + "\n")
             out.write("  response:\n" + _indent(event.get("response_text")) + "\n")
         else:
@@ -239,6 +267,13 @@ def run_search(args: argparse.Namespace) -> int:
             status=args.status,
             limit=args.limit,
         )
+        if args.outcome is not None:  # joined on the trace id with the requests' `request` records
+            ended = Filters(
+                kind="request", outcome=args.outcome, since=since, until=until, tenant=args.tenant
+            )
+            requests = _read(args, lambda sink, problems: list(sink.query(ended, problems)))
+            traces = frozenset(str(e["trace_id"]) for e in requests if e.get("trace_id"))
+            filters = dataclasses.replace(filters, trace_ids=traces)
         events = _read(args, lambda sink, problems: sink.search(filters, args.limit, problems))
     except (FilterError, _CliError) as exc:
         return _fail(exc)

@@ -97,6 +97,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--failure-rate", type=_fraction, default=0.1, help="fraction of questions with bad SQL (0.1)"
     )
+    parser.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.06,
+        help="fraction of questions that fail past validation: a SQL error, a query timeout or an LLM"
+        " provider error (0.06)",
+    )
+    parser.add_argument(
+        "--feedback-rate",
+        type=_fraction,
+        default=0.3,
+        help="fraction of questions the simulated users rate afterwards, by trace id (0.3)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed: same seed, same answers and tokens (42)")
     parser.add_argument(
         "--time-scale",
@@ -161,6 +174,8 @@ def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         tenants=args.tenants,
         failure_rate=args.failure_rate,
+        error_rate=args.error_rate,
+        feedback_rate=args.feedback_rate,
         seed=args.seed,
         time_scale=args.time_scale,
         db=args.db,

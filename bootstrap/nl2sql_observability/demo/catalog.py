@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BROKEN_SQL", "FAILURE_KINDS", "FALLBACK_SQL", "QUESTIONS"]
+__all__ = ["BROKEN_SQL", "FAILURE_KINDS", "FALLBACK_SQL", "QUESTIONS", "RUNTIME_FAILURES", "RUNTIME_SQL"]
 
 QUESTIONS: Final[dict[str, str]] = {
     "How many customers do we have per country?": (
@@ -51,6 +51,13 @@ QUESTIONS: Final[dict[str, str]] = {
         "SELECT p.name FROM products AS p WHERE p.id NOT IN (SELECT oi.product_id FROM order_items AS oi) "
         "ORDER BY p.name"
     ),
+    # Questions the data has no answer for: the SQL is right, the result is empty.
+    "Which orders were placed in 1999?": (
+        "SELECT o.id, o.order_date FROM orders AS o WHERE o.order_date LIKE '1999-%' ORDER BY o.id"
+    ),
+    "Which customers are in Antarctica?": (
+        "SELECT c.name FROM customers AS c WHERE c.country = 'AQ' ORDER BY c.name"
+    ),
 }
 
 # What the simulated LLM answers for a question it does not know.
@@ -75,4 +82,12 @@ BROKEN_SQL: Final[dict[str, tuple[str, ...]]] = {
         "UPDATE products SET price = 0",
         "DROP TABLE customers",
     ),
+}
+
+# Failures past validation (`--error-rate`): SQL the validator passes but the database refuses, a query
+# that runs past the app's deadline, a provider that fails the chat call.
+RUNTIME_FAILURES: Final = ("sql_error", "timeout", "llm_error")
+RUNTIME_SQL: Final[dict[str, str]] = {
+    "sql_error": "SELECT abs(-9223372036854775807 - 1) AS overflow FROM orders LIMIT 1",
+    "timeout": "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT COUNT(*) AS c FROM n",
 }

@@ -31,6 +31,7 @@ __all__ = ["NODE_NAMES", "DemoState", "build_graph"]
 
 NODE_NAMES = ("lookup_schema", "generate_sql", "validate_sql", "execute_sql", "answer")
 MAX_ROWS = 20
+QUERY_DEADLINE_S = 1.0  # the app's own statement deadline (scaled with the demo's time scale)
 _log = logging.getLogger("nl2sql_observability.demo")
 
 
@@ -48,6 +49,7 @@ class DemoState(GraphState):
     error_type: str | None = None
     error_message: str | None = None
     rows: list[list[Any]] = Field(default_factory=list)
+    db_error: str | None = None
     answer: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
@@ -143,15 +145,24 @@ def build_graph(db_path: Path) -> Any:
 
     async def execute_sql(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
         conn = connect()
+        scale = float((config.get("configurable") or {}).get("time_scale", 1.0))
+        deadline = time.monotonic() + max(0.05, QUERY_DEADLINE_S * scale)
+        # past the deadline SQLite interrupts the statement ("interrupted"), as a driver timeout would
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
             cur = conn.cursor()
             cur.execute(state.sql)
             rows = cur.fetchmany(MAX_ROWS)
+        except sqlite3.Error as exc:  # the app apologises instead of failing the request
+            _log.warning("query failed", extra={"db_error": str(exc), "sql": state.sql})
+            return {"db_error": str(exc)}
         finally:
             conn.close()
         return {"rows": [list(r) for r in rows]}
 
     async def answer(state: DemoState, config: RunnableConfig) -> dict[str, Any]:
+        if state.db_error is not None:
+            return {"answer": f"Sorry, the database could not answer that ({state.db_error})."}
         prompt = f"Question: {state.question}\nSQL: {state.sql}\nRows: {_rows_text(state.rows)}"
         reply = await _llm(config).ainvoke([SystemMessage(ANSWER_TASK), HumanMessage(prompt)], config=config)
         usage = reply.usage_metadata or {"input_tokens": 0, "output_tokens": 0}

@@ -41,6 +41,10 @@ def _unit(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+class SimulatedProviderError(RuntimeError):
+    """What a provider's client raises for a 5xx."""
+
+
 class SimulatedChatModel(BaseChatModel):
     """Deterministic fake NL2SQL LLM; one instance per request (it carries the request's plan)."""
 
@@ -48,6 +52,7 @@ class SimulatedChatModel(BaseChatModel):
     provider: str = PROVIDER
     seed: str = "0"
     failure_sql: str | None = None
+    fail_sql_call: bool = False  # the provider fails the SQL-generating call (503)
     time_scale: float = Field(default=1.0, ge=0)
     sql_latency_s: tuple[float, float] = (0.25, 0.9)
     answer_latency_s: tuple[float, float] = (0.08, 0.35)
@@ -72,6 +77,10 @@ class SimulatedChatModel(BaseChatModel):
             return QUESTIONS.get(human.strip(), FALLBACK_SQL)
         rows = next((line[len("Rows: ") :] for line in human.splitlines() if line.startswith("Rows: ")), "")
         return f"Here is what the data says: {rows}" if rows else "The query returned no rows."
+
+    def _maybe_fail(self, task: str) -> None:
+        if self.fail_sql_call and task == "sql":
+            raise SimulatedProviderError("503 Service Unavailable: the model is overloaded, retry later")
 
     def _latency(self, task: str, human: str) -> float:
         lo, hi = self.sql_latency_s if task == "sql" else self.answer_latency_s
@@ -104,6 +113,7 @@ class SimulatedChatModel(BaseChatModel):
     ) -> ChatResult:
         task, human = self._task_and_text(messages)
         time.sleep(self._latency(task, human))
+        self._maybe_fail(task)
         return self._result(messages, self._reply(task, human))
 
     async def _agenerate(
@@ -115,4 +125,5 @@ class SimulatedChatModel(BaseChatModel):
     ) -> ChatResult:
         task, human = self._task_and_text(messages)
         await asyncio.sleep(self._latency(task, human))
+        self._maybe_fail(task)
         return self._result(messages, self._reply(task, human))

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from nl2sql_observability.context import UserContext
-from nl2sql_observability.demo.catalog import BROKEN_SQL, FAILURE_KINDS, QUESTIONS
+from nl2sql_observability.demo.catalog import (
+    BROKEN_SQL,
+    FAILURE_KINDS,
+    QUESTIONS,
+    RUNTIME_FAILURES,
+    RUNTIME_SQL,
+)
 from nl2sql_observability.demo.db import ensure_database
 from nl2sql_observability.demo.graph import NODE_NAMES, DemoState, build_graph
 from nl2sql_observability.demo.links import StackUrls, where_to_look
@@ -35,6 +41,8 @@ class DemoOptions:
     concurrency: int = 4
     tenants: tuple[str, ...] = ("acme", "globex", "initech")
     failure_rate: float = 0.1
+    error_rate: float = 0.0  # questions that fail past validation: sql_error, timeout, llm_error
+    feedback_rate: float = 0.0  # answers the (simulated) users rate afterwards
     seed: int = 42
     time_scale: float = 1.0
     db: Path | None = None
@@ -48,6 +56,7 @@ class RequestPlan:
     user: UserContext
     question: str
     failure_sql: str | None
+    runtime_failure: str | None = None  # one of RUNTIME_FAILURES
 
 
 @dataclass
@@ -57,6 +66,7 @@ class RequestResult:
     answer: str = ""
     error_type: str | None = None
     validation: str | None = None  # passed / failed / None (not reached)
+    outcome: str = "answered"  # how the app itself saw the question end (nl2sql.outcome's set)
     input_tokens: int = 0
     output_tokens: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -67,6 +77,7 @@ def plan_requests(opts: DemoOptions) -> list[RequestPlan]:
     """Per-request randomness comes from (seed, index) alone, so plans do not depend on concurrency."""
     questions = list(QUESTIONS)
     plans = []
+    runtime_failures = 0
     for index in range(opts.requests):
         rng = random.Random(f"{opts.seed}:{index}")  # noqa: S311 - simulation, not crypto
         tenant = opts.tenants[index % len(opts.tenants)]
@@ -80,7 +91,14 @@ def plan_requests(opts: DemoOptions) -> list[RequestPlan]:
         failure_sql = None
         if rng.random() < opts.failure_rate:
             failure_sql = rng.choice(BROKEN_SQL[rng.choice(FAILURE_KINDS)])
-        plans.append(RequestPlan(index, user, question, failure_sql))
+        runtime_failure = None
+        # drawn after the draws above, so plans without runtime failures stay what they were
+        if failure_sql is None and opts.error_rate and rng.random() < opts.error_rate:
+            # in turn, so even a short run has each kind (a SQL error first)
+            runtime_failure = RUNTIME_FAILURES[runtime_failures % len(RUNTIME_FAILURES)]
+            runtime_failures += 1
+            failure_sql = RUNTIME_SQL.get(runtime_failure)
+        plans.append(RequestPlan(index, user, question, failure_sql, runtime_failure))
     for extra in opts.questions:  # asked once each, by the first tenant, never failure-injected
         index = len(plans)
         user = UserContext(
@@ -110,7 +128,10 @@ async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asynci
             result.llm_calls.append((node, input_tokens, output_tokens))
 
         llm = SimulatedChatModel(
-            seed=f"{opts.seed}:{plan.index}", failure_sql=plan.failure_sql, time_scale=opts.time_scale
+            seed=f"{opts.seed}:{plan.index}",
+            failure_sql=plan.failure_sql,
+            fail_sql_call=plan.runtime_failure == "llm_error",
+            time_scale=opts.time_scale,
         )
         # Who asks travels the way LangGraph apps pass it: in the run config (and in the state).
         config = {
@@ -121,6 +142,7 @@ async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asynci
                 "tenant_id": plan.user.tenant_id,
                 "user_id": plan.user.user_id,
                 "thread_id": plan.user.session_id,
+                "time_scale": opts.time_scale,
             }
         }
         try:
@@ -129,6 +151,7 @@ async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asynci
             )
         except Exception as exc:  # the request fails; the demo goes on
             result.error_type = error_type_of(exc)
+            result.outcome = "llm_error" if plan.runtime_failure == "llm_error" else "error"
             _log.warning("request failed", extra={"error_type": result.error_type})
             return result
         result.input_tokens = int(final.get("input_tokens", 0))
@@ -139,9 +162,15 @@ async def _run_one(plan: RequestPlan, graph: Any, opts: DemoOptions, sem: asynci
             result.validation = "failed" if error_type else "passed"
         if error_type:
             result.error_type = str(error_type)
+            result.outcome = "validation_rejected"
             result.answer = f"Sorry, the generated SQL was rejected ({result.error_type})."
         else:
             result.answer = str(final.get("answer", ""))
+            if final.get("db_error"):
+                result.outcome = plan.runtime_failure or "sql_error"
+                result.error_type = result.outcome
+            elif not final.get("rows"):
+                result.outcome = "empty_result"
         return result
 
 
@@ -201,6 +230,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             timings[name].append(ms)
     failures = Counter(r.error_type for r in results if r.error_type is not None)
     service, environment = _service_and_environment()
+    feedback = _send_feedback(opts, results)
     return {
         "service": service,
         "environment": environment,
@@ -213,6 +243,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             "passed": sum(1 for r in results if r.validation == "passed"),
             "failed": sum(1 for r in results if r.validation == "failed"),
         },
+        "outcomes": dict(sorted(Counter(r.outcome for r in results).items())),
+        "feedback": feedback,
         "tokens_by_tenant": {t: tokens[t] for t in sorted(tokens)},
         "node_latency_ms": {
             name: {"p50": _percentile(timings[name], 0.5), "p95": _percentile(timings[name], 0.95)}
@@ -281,6 +313,30 @@ def _audit_path() -> str | None:
     return str(tree.audit.resolved_path())
 
 
+def _send_feedback(opts: DemoOptions, results: list[RequestResult]) -> dict[str, int]:
+    """Users rate some answers afterwards (seeded): thumbs down for most non-answers and a few answers.
+    Sent as a web handler would, by trace id only (`record_feedback`)."""
+    counts: Counter[str] = Counter()
+    if not opts.feedback_rate:
+        return {}
+    from nl2sql_observability.feedback import FeedbackError, record_feedback, shutdown_emitters
+
+    for r in results:
+        rng = random.Random(f"{opts.seed}:{r.plan.index}:feedback")  # noqa: S311 - simulation
+        if not r.trace_id or rng.random() >= opts.feedback_rate:
+            continue
+        unhappy = r.outcome != "answered" or rng.random() < 0.1
+        label = "thumbs_down" if unhappy else "thumbs_up"
+        try:
+            record_feedback(r.trace_id, label=label, comment="not what I asked" if unhappy else None)
+        except (FeedbackError, ValueError) as exc:
+            _log.warning("feedback not sent: %s", exc)
+            break
+        counts[label] += 1
+    shutdown_emitters()  # export the feedback events and counts now
+    return dict(sorted(counts.items()))
+
+
 def format_summary(summary: dict[str, Any], urls: StackUrls | None = None) -> str:
     """Human-readable summary printed at the end of the demo."""
     validations = summary["validations"]
@@ -293,6 +349,10 @@ def format_summary(summary: dict[str, Any], urls: StackUrls | None = None) -> st
     lines.append(
         "  failures: " + (", ".join(f"{k}={v}" for k, v in failures.items()) if failures else "none")
     )
+    outcomes = summary.get("outcomes") or {}
+    lines.append("  outcomes: " + ", ".join(f"{k}={v}" for k, v in outcomes.items()))
+    if summary.get("feedback"):
+        lines.append("  feedback sent: " + ", ".join(f"{k}={v}" for k, v in summary["feedback"].items()))
     lines.append("  node latency (ms, measured locally):")
     for name, q in summary["node_latency_ms"].items():
         lines.append(f"    {name:<14} p50 {q['p50']:>9.1f}   p95 {q['p95']:>9.1f}")
