@@ -58,8 +58,12 @@ def test_unmodified_app_gets_every_signal(tmp_path: Path) -> None:
     assert {o: n for (o,), n in validations.items()} == summary["validations"]
     requests = _by_attr(got.points("nl2sql.request.duration"), "tenant.id")
     assert requests == {("acme",): 3, ("globex",): 3}
-    events = [json.loads(x) for x in (tmp_path / "audit" / "events.log").read_text().splitlines()]
+    records = [json.loads(x) for x in (tmp_path / "audit" / "events.log").read_text().splitlines()]
+    events = [e for e in records if e["kind"] == "llm_call"]
     assert len(events) == len(got.named("chat gpt-4o-mini"))
+    # and one request record per question, on its workflow span
+    roots = {(s.trace_id, s.span_id) for s in got.named("invoke_workflow nl2sql")}
+    assert {(e["trace_id"], e["span_id"]) for e in records if e["kind"] == "request"} == roots
     sql_events = [e for e in events if "run_query" in e["response_text"]]
     assert sql_events
     # the generated SQL, a tool call's argument, is in the audit log: the good query and the rejected one
