@@ -262,7 +262,8 @@ def _find_request(trace_id: str, audit_log: Any) -> dict[str, Any]:
         )
     audit_log.flush(5)  # a request of this process may still be queued
     try:
-        found = list(audit_log.sink.query(Filters(trace_id=trace_id, kind=KIND_REQUEST)))
+        # newest first, stopping at the first match: the file sink does not read older files
+        found = audit_log.sink.search(Filters(trace_id=trace_id, kind=KIND_REQUEST), 1)
     except FileNotFoundError:
         found = []
     if not found:
