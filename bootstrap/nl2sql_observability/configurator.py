@@ -64,9 +64,11 @@ from nl2sql_observability.exporthealth import (
     WatchedLogExporter,
     WatchedMetricExporter,
     WatchedSpanExporter,
+    checked_session,
     install_noise_filter,
 )
 from nl2sql_observability.histograms import contract_views
+from nl2sql_observability.safetext import redact_urls_in
 from nl2sql_observability.service_name import warn_if_default_service_name
 from nl2sql_observability.settings import (
     ConfigurationError,
@@ -103,6 +105,7 @@ class Telemetry:
     settings: ObservabilitySettings
     network_exporters: list[Any] = field(default_factory=list)
     batch_processors: list[Any] = field(default_factory=list)
+    health: ExportHealth | None = None
     _shut_down: bool = False
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
@@ -135,12 +138,13 @@ class Telemetry:
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             done = all(not t.is_alive() for t in threads)
-        if done:
-            return True
-        for exporter in self.network_exporters:  # abort retry/backoff loops of a dead endpoint
-            _quiet_shutdown(exporter)
-        _log.debug("telemetry shutdown exceeded %.1fs; unsent telemetry dropped", budget)
-        return False
+        if not done:
+            for exporter in self.network_exporters:  # abort retry/backoff loops of a dead endpoint
+                _quiet_shutdown(exporter)
+            _log.debug("telemetry shutdown exceeded %.1fs; unsent telemetry dropped", budget)
+        if self.health is not None:
+            self.health.warn_unsent()  # once: what never reached the collector (a short-lived app)
+        return done
 
     def _shutdown_in_this_thread(self, deadline: float) -> bool:
         """Sequential shutdown within `deadline`: each batch processor's worker thread (started long
@@ -223,7 +227,8 @@ def _otlp_exporter(signal: Signal, settings: ObservabilitySettings, health: Expo
     module_name, class_name = _OTLP_EXPORTERS[signal]
     package = _OTLP_PACKAGES[settings.protocol_for(signal)]
     module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{package}.{module_name}")
-    exporter = getattr(module, class_name)(timeout=_timeout_for(signal, settings))
+    extra = {"session": checked_session(signal)} if package == "http" else {}
+    exporter = getattr(module, class_name)(timeout=_timeout_for(signal, settings), **extra)
     install_noise_filter()
     return _WATCHED[signal](exporter, signal, health)
 
@@ -369,7 +374,9 @@ def build_telemetry(
     for log_processor in extra_log_processors:
         logger_provider.add_log_record_processor(log_processor)
     # console: log lines go to stdout through the logging configuration, not via an exporter.
-    return Telemetry(resource, tracer_provider, meter_provider, logger_provider, settings, network, batch)
+    return Telemetry(
+        resource, tracer_provider, meter_provider, logger_provider, settings, network, batch, health
+    )
 
 
 _configured: Telemetry | None = None
@@ -455,6 +462,6 @@ def fail_startup(exc: ConfigurationError) -> NoReturn:
     This runs inside `sitecustomize`, before the app: the launcher swallows exceptions there and a
     `SystemExit` becomes "Fatal Python error: init_import_site" with a traceback, so `os._exit` is
     the only way to stop with just the one message. Nothing of the app has run yet."""
-    sys.stderr.write(f"nl2sql-observability: {exc}\n")
+    sys.stderr.write(f"nl2sql-observability: {redact_urls_in(str(exc))}\n")
     sys.stderr.flush()
     os._exit(2)

@@ -37,6 +37,10 @@ class Nl2sqlDistro(BaseDistro):  # type: ignore[misc]
             from nl2sql_observability.configurator import fail_startup
 
             fail_startup(exc)
+        except (RecursionError, MemoryError) as exc:  # input our checks missed: still one line, no app
+            from nl2sql_observability.configurator import fail_startup
+
+            fail_startup(ConfigurationError(f"a setting could not be read ({type(exc).__name__}): {exc}"))
         use_settings(settings)  # the configurator and the instrumentor take theirs from it
         if not os.environ.get("OTEL_PYTHON_CONFIGURATOR", "").strip():
             os.environ["OTEL_PYTHON_CONFIGURATOR"] = ENTRY_POINT_NAME

@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nl2sql_observability import semconv as sc
 from nl2sql_observability.errors import ConfigurationError
+from nl2sql_observability.safetext import redact_url, redact_urls_in
 
 __all__ = ["CONFIG_ERROR_PREFIX", "ObservabilitySettings", "env_name", "load_settings"]
 
@@ -125,8 +126,9 @@ class ObservabilitySettings(BaseSettings):
             used = every if signal is None else (signal,)
             grpc = any(self.protocol_for(s) == "grpc" for s in used)
             if value is not None and not _valid_endpoint(value, grpc_form=grpc):
+                shown = redact_url(value)  # never echo a password given in the URL
                 raise ValueError(
-                    f"{env_name(field)}={value!r} is not allowed; allowed values: {_ENDPOINT_HINT}"
+                    f"{env_name(field)}={shown!r} is not allowed; allowed values: {_ENDPOINT_HINT}"
                 )
         return self
 
@@ -204,7 +206,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ObservabilitySett
                 continue
             name = env_name(field)
             problems.append(f"{name}={err.get('input')!r} is not allowed; allowed values: {_allowed(field)}")
-        raise ConfigurationError(CONFIG_ERROR_PREFIX + "; ".join(problems)) from None
+        raise ConfigurationError(redact_urls_in(CONFIG_ERROR_PREFIX + "; ".join(problems))) from None
 
 
 def _from_mapping(values: Mapping[str, str]) -> ObservabilitySettings:

@@ -27,6 +27,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from nl2sql_observability.safetext import redact_url
+
 __all__ = [
     "EXPORTER_LOGGER_PREFIXES",
     "ExportHealth",
@@ -34,6 +36,7 @@ __all__ = [
     "WatchedLogExporter",
     "WatchedMetricExporter",
     "WatchedSpanExporter",
+    "checked_session",
     "install_noise_filter",
 ]
 
@@ -79,6 +82,65 @@ def _reason(record: logging.LogRecord) -> str | None:
 
 
 _FILTER = ExportNoiseFilter()
+_UNITS = {
+    "traces": ("span", "spans"),
+    "logs": ("log record", "log records"),
+    "metrics": ("metric export", "metric exports"),
+}
+
+
+def _count(n: int, signal: str) -> str:
+    one, many = _UNITS.get(signal, (signal, signal))
+    return f"{n} {one if n == 1 else many}"
+
+
+def checked_session(signal: str) -> Any:
+    """A `requests.Session` for an OTLP/HTTP exporter that turns a 2xx answer whose body is not an
+    OTLP response (a proxy's or another service's page) into a failure, so it is reported instead
+    of counted as sent. Status 400 because the exporters do not retry it; the reason goes into our
+    one line. The OTLP response is one protobuf message (partial success), possibly empty."""
+    import requests
+
+    class CheckedSession(requests.Session):
+        def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            response = super().request(method, url, *args, **kwargs)
+            if 200 <= response.status_code < 300:
+                problem = _not_otlp(signal, response.headers.get("Content-Type", ""), response.content)
+                if problem is not None:
+                    _in_export.reason = f"HTTP {response.status_code} with {problem}: is this a collector?"
+                    response.status_code = 400
+            return response
+
+    return CheckedSession()
+
+
+def _not_otlp(signal: str, content_type: str, body: bytes) -> str | None:
+    """Why `body` is not an OTLP/HTTP export response of `signal` (None if it is one)."""
+    if not body:
+        return None  # an empty message: everything accepted
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/json":
+        import json
+
+        try:
+            return None if isinstance(json.loads(body), dict) else "a JSON body that is not an object"
+        except ValueError:
+            return "a body that is not JSON"
+    if kind not in ("application/x-protobuf", "application/protobuf", ""):
+        return f"a {kind} body"
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    message: Any = {"metrics": ExportMetricsServiceResponse, "logs": ExportLogsServiceResponse}.get(
+        signal, ExportTraceServiceResponse
+    )
+    try:
+        message.FromString(body)
+    except (DecodeError, RuntimeWarning, ValueError):
+        return "a body that is not an OTLP protobuf response"
+    return None
 
 
 def install_noise_filter() -> None:
@@ -99,10 +161,47 @@ class ExportHealth:
         self._lock = threading.Lock()
         self._reported: dict[str, bool] = {}  # endpoint -> reported up?
         self._last_report: dict[str, float] = {}
+        # endpoint -> signal -> items handed to exports that have not succeeded (failed or in flight)
+        self._unsent: dict[str, dict[str, int]] = {}
+        self._last_reason: dict[str, str] = {}
+
+    def sending(self, endpoint: str, signal: str, items: int) -> None:
+        """`items` are being exported; until `sent` says otherwise, they count as not sent."""
+        with self._lock:
+            by_signal = self._unsent.setdefault(endpoint, {})
+            by_signal[signal] = by_signal.get(signal, 0) + items
+
+    def sent(self, endpoint: str, signal: str, items: int) -> None:
+        with self._lock:
+            by_signal = self._unsent.get(endpoint, {})
+            by_signal[signal] = max(0, by_signal.get(signal, 0) - items)
+
+    def unsent_summary(self) -> str | None:
+        """One line saying what never reached which endpoint (None when everything was sent)."""
+        with self._lock:
+            parts = []
+            for endpoint, by_signal in self._unsent.items():
+                counts = ", ".join(_count(n, sig) for sig, n in by_signal.items() if n)
+                if counts:
+                    reason = self._last_reason.get(endpoint, "not reachable")
+                    parts.append(f"{counts} to {endpoint} ({reason})")
+        if not parts:
+            return None
+        return "telemetry not sent at exit: " + "; ".join(parts)
+
+    def warn_unsent(self) -> None:
+        """Log `unsent_summary` once (at exit: a short-lived app may never have seen a failure)."""
+        summary = self.unsent_summary()
+        if summary is not None:
+            with self._lock:
+                self._unsent.clear()
+            _log.warning("%s", summary)
 
     def record(self, endpoint: str, signal: str, ok: bool, reason: str | None = None) -> None:
         """Note one export's outcome; log when it changes the reported state (rate-limited)."""
         with self._lock:
+            if not ok:
+                self._last_reason[endpoint] = reason or "not reachable"
             reported = self._reported.get(endpoint, True)  # nothing said yet counts as "up"
             if ok == reported:
                 return
@@ -131,7 +230,7 @@ class _Watch:
         self.signal = signal
         self.health = health
         # For display only: every OTLP exporter keeps its resolved endpoint here.
-        self.endpoint = str(getattr(inner, "_endpoint", None) or f"the {signal} OTLP endpoint")
+        self.endpoint = redact_url(str(getattr(inner, "_endpoint", None) or f"the {signal} OTLP endpoint"))
         self._shut_down = False
 
     def _quietly(self, call: Callable[[], R], failure: R) -> tuple[R, str | None]:
@@ -143,10 +242,14 @@ class _Watch:
         finally:
             _in_export.active = False
 
-    def _export(self, call: Callable[[], R], failure: R) -> R:
+    def _export(self, call: Callable[[], R], failure: R, items: int) -> R:
+        self.health.sending(self.endpoint, self.signal, items)
         result, reason = self._quietly(call, failure)
+        ok = getattr(result, "name", "") == "SUCCESS"
+        if ok:
+            self.health.sent(self.endpoint, self.signal, items)
         if not self._shut_down:  # failures caused by our own shutdown are not an endpoint state
-            self.health.record(self.endpoint, self.signal, getattr(result, "name", "") == "SUCCESS", reason)
+            self.health.record(self.endpoint, self.signal, ok, reason)
         return result
 
     def _shutdown(self, **kwargs: Any) -> None:
@@ -164,7 +267,7 @@ class WatchedSpanExporter(_Watch, SpanExporter):
     """A span exporter that reports to `ExportHealth` and never raises."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._export(lambda: self.inner.export(spans), SpanExportResult.FAILURE)
+        return self._export(lambda: self.inner.export(spans), SpanExportResult.FAILURE, len(spans))
 
     def shutdown(self) -> None:
         self._shutdown()
@@ -178,7 +281,7 @@ class WatchedLogExporter(_Watch):
     name changed between the SDK versions we support, and the batch processor needs none."""
 
     def export(self, batch: Sequence[Any]) -> Any:
-        return self._export(lambda: self.inner.export(batch), _LogResult.FAILURE)
+        return self._export(lambda: self.inner.export(batch), _LogResult.FAILURE, len(batch))
 
     def shutdown(self) -> None:
         self._shutdown()
@@ -204,6 +307,7 @@ class WatchedMetricExporter(_Watch, MetricExporter):
         return self._export(
             lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
             MetricExportResult.FAILURE,
+            1,
         )
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:

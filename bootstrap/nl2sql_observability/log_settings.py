@@ -8,8 +8,12 @@ Kept apart from `logs` so that `settings` can load it without importing the logg
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import stat
+import sys
 from typing import Any
 
 from pydantic import ValidationError, field_validator
@@ -83,14 +87,67 @@ class LogSettings(BaseSettings):
         return int(logging.getLevelName(self.level))
 
 
+class _ReportsFailuresOnce:
+    """`handleError` of the console handlers: the stdlib prints "--- Logging error ---" and a
+    traceback for every line that cannot be written (a full disk, a closed pipe); these say it once,
+    in one line on stderr, and drop lines until one is written again. (`emit` runs under the
+    handler's lock, so the two flags need no lock of their own.)"""
+
+    _failing = False
+    _failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)  # type: ignore[misc]
+        if not self._failed_now:
+            self._failing = False  # written again: the next failure is reported anew
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_now = True
+        if self._failing:
+            return
+        self._failing = True
+        error = sys.exc_info()[1]
+        reason = getattr(error, "strerror", None) or error
+        target = getattr(self, "baseFilename", None) or getattr(getattr(self, "stream", None), "name", "?")
+        with contextlib.suppress(Exception):  # stderr may be the broken stream: nothing more to say
+            sys.__stderr__.write(  # type: ignore[union-attr]
+                f"nl2sql-observability: log lines cannot be written to {target} ({reason});"
+                " they are dropped until writing works again\n"
+            )
+            sys.__stderr__.flush()  # type: ignore[union-attr]
+
+
+class ConsoleHandler(_ReportsFailuresOnce, logging.StreamHandler):  # type: ignore[type-arg]
+    """`logging.StreamHandler` that reports a stream it cannot write to once (see above)."""
+
+
+class LogFileHandler(_ReportsFailuresOnce, logging.FileHandler):
+    """`logging.FileHandler` that reports a file it cannot write to once (see above)."""
+
+
 def open_log_file(stream: str) -> logging.FileHandler:
     """The handler of `file:PATH`, appending; the file is created owner-only (log lines may name
     tenants and users). Raises `LogSettingsError` when it cannot be opened."""
     path = stream[5:]
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        return logging.FileHandler(path, mode="a", encoding="utf-8")
+        # Non-blocking: a FIFO with no reader must be refused, not block start-up (ENXIO).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        try:
+            mode = os.fstat(fd).st_mode
+        finally:
+            os.close(fd)
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise LogSettingsError(
+                f"{ENV_STREAM}={stream!r}: a FIFO or socket would block the app whenever its reader"
+                " stalls; give a regular file, or stdout/stderr"
+            )
+        return LogFileHandler(path, mode="a", encoding="utf-8")
     except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise LogSettingsError(
+                f"{ENV_STREAM}={stream!r}: a FIFO with no reader; give a regular file, or stdout/stderr"
+            ) from None
         raise LogSettingsError(f"{ENV_STREAM}={stream!r}: cannot open the file: {exc.strerror}") from None
 
 

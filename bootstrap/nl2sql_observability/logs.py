@@ -25,6 +25,7 @@ from pythonjsonlogger.json import JsonFormatter
 from nl2sql_observability import context as _tenant
 from nl2sql_observability.exporter_settings import ObservabilitySettings, load_settings
 from nl2sql_observability.log_settings import (
+    ConsoleHandler,
     LogSettings,
     LogSettingsError,
     load_log_settings,
@@ -282,9 +283,9 @@ def _resolve_stream(stream: IO[str] | None, log: LogSettings) -> logging.Handler
     """The console handler: stdout, stderr, `none` (no console lines: OTLP only) or `file:PATH`
     (appended to, created owner-only)."""
     if stream is not None:
-        return logging.StreamHandler(stream)
+        return ConsoleHandler(stream)
     if log.stream in ("stdout", "stderr"):
-        return logging.StreamHandler(sys.stdout if log.stream == "stdout" else sys.stderr)
+        return ConsoleHandler(sys.stdout if log.stream == "stdout" else sys.stderr)
     if log.stream == "none":
         return None
     return open_log_file(log.stream)

@@ -17,10 +17,10 @@ file and the problem. On the hot path nothing raises: lookups are cached per mod
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Mapping
 from datetime import date
 from importlib import resources
@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nl2sql_observability.errors import ConfigurationError
+from nl2sql_observability.safetext import loads_bounded
 
 __all__ = [
     "CURRENCY",
@@ -49,6 +50,9 @@ CURRENCY = "USD"
 _PER_TOKENS = 1_000_000
 _MAX_FILE_BYTES = 1 << 20
 _CACHE_MAX = 1024
+# USD per 1M tokens. Today's dearest models cost a few hundred; a bound keeps a typo (or 1e308) from
+# making every cost infinite or absurd.
+MAX_PRICE = 10_000.0
 # Release suffixes providers append to a model name: dates, or "-latest".
 _RELEASE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
@@ -62,8 +66,8 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input: float = Field(ge=0, allow_inf_nan=False)
-    output: float = Field(ge=0, allow_inf_nan=False)
+    input: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
+    output: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
     source: str = Field(min_length=1, max_length=500)
     date: date
 
@@ -108,7 +112,7 @@ class PriceTable:
 
 def _parse(text: str, where: str) -> dict[str, ModelPrice]:
     try:
-        raw = json.loads(text)
+        raw = loads_bounded(text)
     except ValueError as exc:
         raise PriceTableError(f"{where}: not valid JSON ({exc})") from None
     try:
@@ -129,7 +133,11 @@ def _read_user_file(value: str) -> dict[str, ModelPrice]:
     where = f"{PRICES_FILE_ENV}={value!r}"
     path = Path(value).expanduser()
     try:
-        with path.open("rb") as f:
+        # O_NONBLOCK: a FIFO or device named by mistake is refused below instead of blocking start-up.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PriceTableError(f"{where}: not a regular file (a FIFO, device or socket); give a file")
             data = f.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PriceTableError(f"{where}: no such file") from None

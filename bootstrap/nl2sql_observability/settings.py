@@ -64,13 +64,19 @@ def load_all() -> Settings:
     `OBSERVABILITY_AUDIT_*`, the instrumentor's and `OBSERVABILITY_PRICES_FILE`.
     Raises one `ConfigurationError` that lists each bad variable."""
     # Imported here: each section's module imports `ConfigurationError` from this one.
-    from nl2sql_observability.audit.settings import load_audit_settings
+    import os
+
+    from nl2sql_observability.audit.settings import check_audit_path, load_audit_settings
     from nl2sql_observability.autoinstrument.settings import load_instrumentor_settings
     from nl2sql_observability.feedback import load_feedback_settings
     from nl2sql_observability.log_settings import load_log_settings
     from nl2sql_observability.pricing import load_price_table
+    from nl2sql_observability.safetext import deep_json_problem, redact_urls_in
     from nl2sql_observability.scrubbing.settings import load_scrub_settings
 
+    deep = deep_json_problem("OBSERVABILITY_", os.environ)  # json.loads would raise RecursionError
+    if deep:
+        raise ConfigurationError(_PREFIX + deep)
     problems: list[str] = []
 
     def section(load: Callable[[], _T]) -> _T | None:
@@ -85,6 +91,9 @@ def load_all() -> Settings:
     scrub = section(load_scrub_settings)
     scrubber = section(scrub.build) if scrub is not None else None
     audit = section(load_audit_settings)
+    if audit is not None:
+        checked = audit
+        section(lambda: check_audit_path(checked))
     instrumentor = section(load_instrumentor_settings)
     pricing = section(load_price_table)
     feedback = section(load_feedback_settings)
@@ -99,7 +108,7 @@ def load_all() -> Settings:
         or pricing is None
         or feedback is None
     ):
-        raise ConfigurationError(_PREFIX + "; ".join(dict.fromkeys(problems)))
+        raise ConfigurationError(redact_urls_in(_PREFIX + "; ".join(dict.fromkeys(problems))))
     audit = audit.model_copy(update={"path": audit.resolved_path()})  # XDG_DATA_HOME read now, once
     return Settings(exporter, logging, scrub, scrubber, audit, instrumentor, pricing, feedback)
 

@@ -309,6 +309,7 @@ def test_the_disk_cap_deletes_early_and_logs_and_counts_it(
 
     counter = _Counter()
     monkeypatch.setattr(retention, "_counter", counter)
+    monkeypatch.setattr(retention, "_last_logged", None)  # no warning logged by an earlier test
     clock = _Clock(_days_ago(10))
     cap = 200_000
     sink: JsonlFileSink | SqliteSink
@@ -326,7 +327,9 @@ def test_the_disk_cap_deletes_early_and_logs_and_counts_it(
     on_disk = sum(
         f.stat().st_size for f in tmp_path.iterdir() if f.name.startswith(path.name) and f.is_file()
     )
-    slack = 20_000 if sink_kind == "file" else 16 * 1024 * 1024  # one file / the WAL before a checkpoint
+    # The file sink may exceed the cap by the line that triggers the check; SQLite by a few pages
+    # (its write-ahead log counts in the cap, so it never holds megabytes).
+    slack = 20_000 if sink_kind == "file" else 64 * 1024
     assert on_disk <= cap + slack
     evicted = sum(n for n, _ in counter.added)
     kept = len(list(type(sink)(path).query(Filters())))

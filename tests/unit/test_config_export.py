@@ -129,7 +129,8 @@ def test_a_dead_collector_is_one_json_line_per_endpoint(tmp_path):
     for noise in ("Traceback", "Transient error", "Max retries", "Failed to export"):
         assert noise not in output, output[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is a JSON record
-    down = [r for r in records if r["logger"] == "nl2sql_observability.export"]
+    export_lines = [r for r in records if r["logger"] == "nl2sql_observability.export"]
+    down = [r for r in export_lines if not r["message"].startswith("telemetry not sent at exit")]
     endpoints = [r["message"].split()[3] for r in down]
     assert sorted(endpoints) == sorted(
         f"http://127.0.0.1:{port}/v1/{signal}" for signal in ("traces", "metrics", "logs")
@@ -258,3 +259,92 @@ def test_shutdown_without_new_threads_is_bounded_on_a_dead_collector(monkeypatch
     caller.join(timeout=50)
     assert not caller.is_alive(), "Telemetry.shutdown() waited for a dead collector past its budget"
     assert result == [False]
+
+
+@pytest.mark.skipif(not INSTRUMENT.exists(), reason="opentelemetry-instrument not installed")
+def test_a_short_lived_app_with_a_dead_collector_says_at_exit_what_was_not_sent(tmp_path):
+    # A collector that takes connections and never answers: the exit flush outlives the shutdown
+    # budget, so no export ever returns a failure before the process ends.
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        port = black_hole.getsockname()[1]
+        proc = _run_app(
+            tmp_path,
+            APP,  # everything is queued until exit: the exit flush is the only export
+            OBSERVABILITY_EXPORTER="otlp",
+            OBSERVABILITY_LOG_FORMAT="json",
+            OBSERVABILITY_SHUTDOWN_TIMEOUT="1",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    (at_exit,) = [r["message"] for r in records if r["message"].startswith("telemetry not sent at exit")]
+    assert f"{SPANS} spans to http://127.0.0.1:{port}/v1/traces" in at_exit, at_exit
+    assert f"1 log record to http://127.0.0.1:{port}/v1/logs" in at_exit, at_exit
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "why"),
+    [
+        ("text/html", b"<html>Welcome to the proxy</html>", "text/html body"),
+        ("application/x-protobuf", b"OK", "not an OTLP protobuf response"),
+        ("application/json", b"[1, 2]", "not an object"),
+    ],
+)
+def test_a_2xx_answer_that_is_not_otlp_is_a_failure(content_type: str, body: bytes, why: str) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from nl2sql_observability.exporthealth import checked_session
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class Junk(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Junk)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reasons: list[str | None] = []
+        health = ExportHealth(min_interval_s=0)
+        health.record = lambda endpoint, signal, ok, reason=None: reasons.append(None if ok else reason)  # type: ignore[method-assign]
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        inner = OTLPSpanExporter(endpoint=endpoint, timeout=5, session=checked_session("traces"))
+        exporter = WatchedSpanExporter(inner, "traces", health)
+        provider = TracerProvider()
+        captured: list[object] = []
+        provider.add_span_processor(SimpleSpanProcessor(_Capture(captured)))
+        provider.get_tracer("t").start_span("s").end()
+        assert exporter.export(captured) == SpanExportResult.FAILURE  # type: ignore[arg-type]
+        assert len(reasons) == 1
+        assert reasons[0] is not None
+        assert why in reasons[0]
+        assert health.unsent_summary() is not None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Capture:
+    def __init__(self, into: list[object]) -> None:
+        self.into = into
+
+    def export(self, spans: object) -> object:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.into.extend(spans)  # type: ignore[call-overload]
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 0) -> bool:
+        return True

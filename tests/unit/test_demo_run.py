@@ -137,7 +137,7 @@ def test_cli_summary_json_and_text(tmp_path, captured, audit_calls, capsys):
         (["--tenants", "a" * 65], "is not allowed"),
         (["--failure-rate", "1.5"], "allowed: 0.0 to 1.0"),
         (["--concurrency", "0"], "'0' is not allowed (allowed: an integer, 1 or more)"),
-        (["--time-scale", "-1"], "allowed: a finite number, 0 or more"),
+        (["--time-scale", "-1"], "allowed: a number from 0 to 100"),
         (["--requests", "x"], "'x' is not a number (allowed: an integer, 0 or more)"),
     ],
 )

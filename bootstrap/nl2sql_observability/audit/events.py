@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 from nl2sql_observability.callrecord import AuditRecord, CallRecord, FeedbackRecord, RequestRecord
 from nl2sql_observability.context import is_valid_tenant_id
+from nl2sql_observability.safetext import loads_bounded
 from nl2sql_observability.scrubbing import get_scrubber
 
 SCHEMA_VERSION = 1
@@ -51,7 +53,38 @@ AuditEvent = dict[str, Any]
 
 def format_timestamp(when: datetime) -> str:
     """RFC 3339, UTC, milliseconds, `Z` — sortable as text (SQLite compares these as strings)."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    utc = when.astimezone(timezone.utc)
+    # Not strftime("%Y"): glibc does not zero-pad years before 1000, and the text must sort as the
+    # instant does.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+        f".{utc.microsecond // 1000:03d}Z"
+    )
+
+
+_CANONICAL = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z\Z")
+_EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+
+def instant(timestamp: object) -> datetime | None:
+    """The instant a timestamp text names (UTC if it has no offset); None if it names none."""
+    if not isinstance(timestamp, str):
+        return None
+    m = _CANONICAL.match(timestamp)
+    try:
+        if m:
+            year, month, day, hour, minute, second, millis = (int(g) for g in m.groups())
+            return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=timezone.utc)
+        text = timestamp.strip()
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def order_key(event: AuditEvent) -> datetime:
+    """Sort key of an event by its instant (an event with no readable timestamp sorts first)."""
+    return instant(event.get("timestamp")) or _EARLIEST
 
 
 def now_timestamp() -> str:
@@ -294,7 +327,7 @@ def normalize_event(event: AuditEvent) -> AuditEvent:
 
 def decode_line(line: bytes | str) -> AuditEvent:
     try:
-        event = json.loads(line)
+        event = loads_bounded(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptEventError(str(exc)) from None
     if not isinstance(event, dict) or "event_id" not in event or "timestamp" not in event:
@@ -378,15 +411,30 @@ class Filters:
     trace_ids: frozenset[str] | None = None  # one of these traces (the `--outcome` join)
 
     def match(self, event: AuditEvent) -> bool:
-        ts = str(event.get("timestamp", ""))
         return (
             (self.kind is None or (event.get("kind") or KIND_LLM_CALL) == self.kind)
             and (self.outcome is None or event.get("outcome") == self.outcome)
             and (self.trace_ids is None or event.get("trace_id") in self.trace_ids)
             and (self.trace_id is None or event.get("trace_id") == self.trace_id)
-            and (self.since is None or ts >= self.since)
-            and (self.until is None or ts <= self.until)
+            and self.in_window(event.get("timestamp"))
             and (self.tenant is None or event.get("tenant_id") == self.tenant)
             and (self.node is None or event.get("node") == self.node)
             and (self.status is None or event.get("status") == self.status)
         )
+
+    def in_window(self, timestamp: object) -> bool:
+        """Whether the instant of `timestamp` lies within since/until (compared as instants, not as
+        text); a timestamp naming no instant is outside every window."""
+        if self.since is None and self.until is None:
+            return True
+        when = instant(timestamp)
+        if when is None:
+            return False
+        return (self.since is None or when >= _bound(self.since)) and (
+            self.until is None or when <= _bound(self.until)
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _bound(timestamp: str) -> datetime:
+    return instant(timestamp) or _EARLIEST

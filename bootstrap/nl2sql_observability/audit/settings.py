@@ -135,3 +135,15 @@ def load_audit_settings() -> AuditSettings:
         raise AuditConfigError("; ".join(problems)) from None
     except SettingsError as exc:
         raise AuditConfigError(f"{ENV_PREFIX}*: {exc}") from None
+
+
+def check_audit_path(settings: AuditSettings) -> None:
+    """Refuse, at start-up, an audit path that the sink would refuse at the first LLM call (a symbolic
+    link, not a regular file, a directory group or others may write to); raises `AuditConfigError`."""
+    if not settings.enabled:
+        return
+    from nl2sql_observability.audit.sinks import audit_path_problem
+
+    problem = audit_path_problem(settings.resolved_path())
+    if problem is not None:
+        raise AuditConfigError(f"{ENV_PREFIX}PATH: {problem}")

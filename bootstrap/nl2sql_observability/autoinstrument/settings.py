@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from nl2sql_observability.errors import ConfigurationError
+from nl2sql_observability.safetext import loads_bounded
 
 __all__ = ["InstrumentorConfigError", "InstrumentorSettings", "load_instrumentor_settings"]
 
@@ -75,7 +76,7 @@ class InstrumentorSettings(BaseSettings):
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
-            names = json.loads(text) if text.startswith("[") else text.split(",")
+            names = loads_bounded(text) if text.startswith("[") else text.split(",")
             value = names
         if isinstance(value, list | tuple):
             names = tuple(str(n).strip() for n in value if str(n).strip())

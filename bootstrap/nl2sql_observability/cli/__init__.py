@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,7 +39,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(only=first if first in SUBCOMMANDS else None)
     args = parser.parse_args(args_list)
-    return int(args.handler(args) or 0)
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        print(f"nl2sql-obs {args.command}: error: stdout is closed; redirect it to a file", file=sys.stderr)
+        return 2
+    try:
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()
+    except OSError as exc:  # the output could not be written (disk full, I/O error): one line, no traceback
+        _silence_stdout()
+        what = exc.filename or "writing the output"
+        print(f"nl2sql-obs {args.command}: error: {what}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nl2sql_observability.safetext import visible_controls
+
 EXIT_NOT_FOUND = 1
 EXIT_ERROR = 2
 
@@ -20,13 +22,17 @@ class _CliError(Exception):
     pass
 
 
-def _positive_int(value: str) -> int:
+# `search` keeps the best `--limit` events in memory; SQLite's LIMIT takes a 64-bit integer.
+MAX_LIMIT = 1_000_000
+
+
+def _limit(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    if not 1 <= number <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value!r} is not allowed (allowed: 1 to {MAX_LIMIT:,})")
     return number
 
 
@@ -95,7 +101,7 @@ def register(subparsers: Any) -> None:
         help="only the events of requests that ended so (nl2sql.outcome)",
     )
     search.add_argument(
-        "--limit", type=_positive_int, default=50, help="at most this many (the most recent; default 50)"
+        "--limit", type=_limit, default=50, help="at most this many (the most recent; default 50)"
     )
     _add_source_options(search)
     search.set_defaults(handler=run_search)
@@ -134,7 +140,7 @@ def _read(
 ) -> list[dict[str, Any]]:
     import sqlite3
 
-    from nl2sql_observability.audit.sinks import CorruptLogError
+    from nl2sql_observability.audit.sinks import AuditPathError, CorruptLogError
 
     sink, path = _open(args)
     problems: list[str] = []
@@ -149,21 +155,25 @@ def _read(
         raise _CliError(str(exc)) from None
     except sqlite3.DatabaseError as exc:
         raise _CliError(f"{path} is not a readable audit database: {exc}") from None
+    except AuditPathError as exc:
+        raise _CliError(exc.strerror) from None
     except OSError as exc:
         raise _CliError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
         sink.close()
-    for problem in problems[:5]:
-        print(f"nl2sql-obs audit: warning: {problem}", file=sys.stderr)
-    if len(problems) > 5:
-        print(f"nl2sql-obs audit: warning: … and {len(problems) - 5} more such lines", file=sys.stderr)
+    bad_files = [p for p in problems if p.endswith("; skipped")]  # one per file: all shown
+    bad_lines = [p for p in problems if p not in bad_files]
+    for problem in bad_files + bad_lines[:5]:
+        print(f"nl2sql-obs audit: warning: {visible_controls(problem)}", file=sys.stderr)
+    if len(bad_lines) > 5:
+        print(f"nl2sql-obs audit: warning: … and {len(bad_lines) - 5} more such lines", file=sys.stderr)
     return events
 
 
 def _indent(text: str | None) -> str:
     if not text:
         return "    (empty)"
-    return textwrap.indent(text.rstrip("\n"), "    ", lambda _line: True)
+    return textwrap.indent(visible_controls(text.rstrip("\n")), "    ", lambda _line: True)
 
 
 def _summary(event: dict[str, Any]) -> str:
@@ -193,7 +203,7 @@ def _summary(event: dict[str, Any]) -> str:
                 f"evaluation={evaluation.get('name')} label={evaluation.get('label') or '-'}"
                 f" score={evaluation.get('score')} negative={evaluation.get('negative')}"
             )
-    return "  ".join(parts)
+    return visible_controls("  ".join(parts), keep_newlines=False)
 
 
 def _print_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) -> int:
@@ -218,7 +228,8 @@ def _write_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) ->
             out.write("\n")
         out.write(_summary(event) + "\n")
         if event.get("status") == "error" or event.get("error_type"):
-            out.write(f"  error: {event.get('error_type') or '-'}: {event.get('error_message') or ''}\n")
+            error = f"{event.get('error_type') or '-'}: {event.get('error_message') or ''}"
+            out.write(f"  error: {visible_controls(error, keep_newlines=False)}\n")
         if full and (event.get("kind") or "llm_call") == "feedback":
             out.write("  comment:\n" + _indent(event.get("response_text")) + "\n")
         elif full and (event.get("kind") or "llm_call") == "llm_call":
@@ -227,23 +238,26 @@ def _write_events(events: list[dict[str, Any]], *, as_json: bool, full: bool) ->
         else:
             first = (event.get("prompt_text") or "").strip().splitlines()
             if first:
-                out.write("  prompt: " + textwrap.shorten(first[0], 100, placeholder=" …") + "\n")
+                short = textwrap.shorten(
+                    visible_controls(first[0], keep_newlines=False), 100, placeholder=" …"
+                )
+                out.write("  prompt: " + short + "\n")
 
 
 def _fail(exc: Exception) -> int:
-    print(f"nl2sql-obs audit: error: {exc}", file=sys.stderr)
+    print(f"nl2sql-obs audit: error: {visible_controls(str(exc))}", file=sys.stderr)
     return EXIT_ERROR
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from nl2sql_observability.audit.events import FilterError, Filters, normalize_trace_id
+    from nl2sql_observability.audit.events import FilterError, Filters, normalize_trace_id, order_key
 
     try:
         filters = Filters(trace_id=normalize_trace_id(args.trace_id))
         events = _read(args, lambda sink, problems: list(sink.query(filters, problems)))
     except (FilterError, _CliError) as exc:
         return _fail(exc)
-    events.sort(key=lambda e: (str(e.get("timestamp", "")), str(e.get("event_id", ""))))
+    events.sort(key=order_key)  # stable: events of the same instant stay in write order
     if not events:
         print(f"nl2sql-obs audit: no audit events for trace {filters.trace_id}", file=sys.stderr)
         return EXIT_NOT_FOUND

@@ -44,7 +44,9 @@ def _requests(value: str) -> int:
 
 
 _fraction = _number(float, 0.0, 1.0, "0.0 to 1.0")
-_scale = _number(float, 0.0, None, "a finite number, 0 or more")
+# The simulated latencies are seconds; scaled beyond this a demo never ends (1e308 slept for ever).
+MAX_TIME_SCALE = 100.0
+_scale = _number(float, 0.0, MAX_TIME_SCALE, f"a number from 0 to {MAX_TIME_SCALE:g}")
 
 
 def _tenants(value: str) -> tuple[str, ...]:
@@ -147,6 +149,13 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.requests + len(args.question) == 0:
+        sys.stderr.write("nl2sql-obs demo: nothing to do (--requests 0 and no --question)\n")
+        return 2
+    problem = _check_paths(args)  # before importing the app: a bad path is refused at once
+    if problem:
+        sys.stderr.write(f"nl2sql-obs demo: error: {problem}\n")
+        return 2
     try:
         from nl2sql_observability.demo.run import (
             DemoOptions,
@@ -162,13 +171,6 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from nl2sql_observability.settings import ConfigurationError
 
-    if args.requests + len(args.question) == 0:
-        sys.stderr.write("nl2sql-obs demo: nothing to do (--requests 0 and no --question)\n")
-        return 2
-    problem = _check_paths(args)
-    if problem:
-        sys.stderr.write(f"nl2sql-obs demo: error: {problem}\n")
-        return 2
     opts = DemoOptions(
         requests=args.requests,
         concurrency=args.concurrency,
@@ -222,6 +224,10 @@ def _check_paths(args: argparse.Namespace) -> str | None:
         target: Path = args.summary_json
         if target.is_dir():
             return f"--summary-json {target} is a directory; give a file name, e.g. {target / 'summary.json'}"
+        if target.exists() and not target.is_file():
+            return (
+                f"--summary-json {target} is a FIFO, socket or device, not a regular file; give a file name"
+            )
         parent = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
         if parent is not None and not parent.is_dir():
             return f"--summary-json {target}: {parent} is not a directory"

@@ -37,8 +37,19 @@ def _text_in(binary: Any) -> io.TextIOWrapper:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nl2sql_observability.safetext import deep_json_problem
     from nl2sql_observability.scrubbing import ScrubConfigError, ScrubSettings, load_scrubber, scrub_stream
 
+    deep = deep_json_problem("OBSERVABILITY_SCRUB_", os.environ)
+    if deep:
+        print(f"nl2sql-obs scrub: error: {deep}", file=sys.stderr)
+        return 2
+    if sys.stdin is None and (not args.files or "-" in args.files):
+        print("nl2sql-obs scrub: error: stdin is closed; pipe text in or name FILEs", file=sys.stderr)
+        return 2
+    if sys.stdout is None:
+        print("nl2sql-obs scrub: error: stdout is closed; redirect it to a file", file=sys.stderr)
+        return 2
     try:
         scrubber = load_scrubber()
         if args.ip is not None and args.ip != scrubber.scrub_ip:

@@ -107,11 +107,30 @@ def check_db_path(path: Path, *, force: bool = False) -> str | None:
         return f"--db {path}: {parent} is not a directory"
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
         return f"--db {path}: cannot create files in {parent} (permission denied)"
+    if path.exists() and not path.is_file():  # SQLite would block opening a FIFO
+        return f"--db {path} is a FIFO, socket or device, not a regular file; give a file name"
+    if not path.exists():
+        problem = _cannot_create_in(path)
+        if problem:
+            return problem
     if path.exists() and not force and not is_demo_database(path):
         return (
             f"--db {path} exists and is not the demo database; refusing to overwrite it"
             " (choose another path, or add --force to replace it)"
         )
+    return None
+
+
+def _cannot_create_in(path: Path) -> str | None:
+    """Why no file can be created next to `path` (None if one can): permission bits say too little
+    for root (e.g. under /proc), so try it — creating the directories the demo would create anyway."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(prefix=".demo-probe-", dir=path.parent):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        return f"--db {path}: cannot create files in {path.parent} ({reason}); choose another path"
     return None
 
 
