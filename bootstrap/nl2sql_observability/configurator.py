@@ -67,6 +67,7 @@ from nl2sql_observability.exporthealth import (
     checked_session,
     install_noise_filter,
 )
+from nl2sql_observability.forksafe import ForkSafeLock
 from nl2sql_observability.histograms import contract_views
 from nl2sql_observability.safetext import redact_urls_in
 from nl2sql_observability.service_name import warn_if_default_service_name
@@ -380,7 +381,7 @@ def build_telemetry(
 
 
 _configured: Telemetry | None = None
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 def configure(

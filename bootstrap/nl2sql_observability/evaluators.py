@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .forksafe import ForkSafeLock
+
 __all__ = [
     "GeneratedSql",
     "Job",
@@ -251,7 +253,7 @@ def evaluate(job: Job) -> int:
 
 _queue: queue.Queue[Job] = queue.Queue(maxsize=1024)
 _worker: threading.Thread | None = None
-_worker_lock = threading.Lock()
+_worker_lock = ForkSafeLock()
 
 
 def _run() -> None:

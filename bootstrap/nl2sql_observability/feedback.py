@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import math
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nl2sql_observability import semconv as sc
 from nl2sql_observability.errors import ConfigurationError
+
+from .forksafe import ForkSafeLock
 
 __all__ = [
     "Emitter",
@@ -139,7 +140,7 @@ def _build_emitter(service_name: str) -> Emitter:
 
 _INSTANCE_ID = str(uuid.uuid4())
 _emitters: dict[str, Emitter] = {}
-_emitters_lock = threading.Lock()
+_emitters_lock = ForkSafeLock()
 # Tests and embedding apps replace this (e.g. with in-memory providers).
 emitter_factory: Callable[[str], Emitter] = _build_emitter
 

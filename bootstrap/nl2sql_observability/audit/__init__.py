@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from typing import Literal
 
@@ -25,6 +24,8 @@ from nl2sql_observability.audit.settings import AuditConfigError, AuditSettings,
 from nl2sql_observability.audit.sinks import AuditSink, JsonlFileSink, SqliteSink
 from nl2sql_observability.audit.writer import AuditWriter
 from nl2sql_observability.callrecord import AuditRecord, CallRecord
+
+from ..forksafe import ForkSafeLock
 
 __all__ = [
     "FIELDS",
@@ -101,7 +102,7 @@ class AuditLog:
             self.sink.close()
 
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 _audit_log: AuditLog | None = None
 _config_error_reported = False
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from nl2sql_observability import semconv as sc
 from nl2sql_observability.audit.events import format_timestamp
+
+from ..forksafe import ForkSafeLock
 
 EVICTED_EVENTS = sc.AUDIT_EVICTED_EVENTS
 _log = logging.getLogger("nl2sql_observability.audit")
@@ -18,7 +19,7 @@ _counter: Any = None
 # into the next line (the counter counts every one).
 EVICTION_LOG_INTERVAL_S = 60.0
 _monotonic = time.monotonic
-_log_lock = threading.Lock()
+_log_lock = ForkSafeLock()
 _last_logged: float | None = None
 _folded_events = 0
 _folded_evictions = 0

@@ -36,6 +36,8 @@ from nl2sql_observability.audit.events import AuditEvent
 from nl2sql_observability.audit.sinks import AuditSink
 from nl2sql_observability.callrecord import AuditRecord
 
+from ..forksafe import ForkSafeLock
+
 __all__ = ["AuditWriter", "counts", "install_sigterm_drain", "observe"]
 
 _log = logging.getLogger("nl2sql_observability.audit")
@@ -51,17 +53,8 @@ _REPORT_EVERY_S = 30.0
 # Process-wide totals by (outcome, error.type), read by the observable counter at export time: the
 # app's thread pays for an integer increment, not for a metric update.
 _totals: dict[tuple[str, str | None], int] = {}
-_totals_lock = threading.Lock()
+_totals_lock = ForkSafeLock()
 _instrument: Any = None
-
-
-def _after_fork_in_child() -> None:
-    """A lock another thread held at `fork()` stays locked in the child: start with a fresh one."""
-    global _totals_lock
-    _totals_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _count(
@@ -225,7 +218,8 @@ class AuditWriter:
         done = self.flush(budget)
         with self._cond:
             self._closed = True
-            left = len(self._queue)
+            # the batch the writer thread holds is not written yet either: count it too
+            left = len(self._queue) + self._busy
             self._queue.clear()
             self._cond.notify_all()
         if left:

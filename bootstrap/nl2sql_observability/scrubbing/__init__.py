@@ -9,7 +9,6 @@ invalid, `scrub` falls back to the built-in rules (and reports the problem once 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,8 @@ from nl2sql_observability.scrubbing._scrubber import Scrubber, ScrubConfigError
 from nl2sql_observability.scrubbing._stream import scrub_stream
 from nl2sql_observability.scrubbing.exporters import ScrubbingSpanExporter, scrub_span
 from nl2sql_observability.scrubbing.settings import ScrubSettings, load_scrub_settings, load_scrubber
+
+from ..forksafe import ForkSafeLock
 
 __all__ = [
     "MARKER_RE",
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("nl2sql_observability.scrubbing")
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 _scrubber: Scrubber | None = None
 
 
