@@ -137,7 +137,7 @@ class ContextJsonFormatter(JsonFormatter):
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        scrub = scrub_capped  # capped before scrubbing: a huge message costs bounded time
+        scrub = scrub_capped  # scrubbed, then cut: a huge message costs bounded time
         log_data["timestamp"] = _rfc3339_ms(record.created)
         log_data["level"] = record.levelname
         log_data["logger"] = record.name

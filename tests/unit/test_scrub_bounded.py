@@ -68,47 +68,57 @@ def test_a_key_is_still_redacted_up_to_its_end_line() -> None:
     assert S.scrub(f"a {pem} b {pem} c") == "a [REDACTED:private_key] b [REDACTED:private_key] c"
 
 
-def test_a_catastrophic_user_pattern_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OBSERVABILITY_SCRUB_EXTRA_PATTERNS", '{"acme": "(a|aa)+$"}')
+@pytest.mark.parametrize("pattern", ["(\\\\w+)\\\\1", "(?<=id=)\\\\d+", "secret(?!_santa)\\\\w+"])
+def test_a_pattern_the_engine_cannot_run_in_linear_time_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    monkeypatch.setenv("OBSERVABILITY_SCRUB_EXTRA_PATTERNS", f'{{"acme": "{pattern}"}}')
     with pytest.raises(ScrubConfigError) as exc:
         load_scrubber()
-    assert "OBSERVABILITY_SCRUB_EXTRA_PATTERNS: '(a|aa)+$' takes longer than" in str(exc.value)
+    assert "OBSERVABILITY_SCRUB_EXTRA_PATTERNS: acme=" in str(exc.value)
+    assert "cannot run in linear time" in str(exc.value)
     with pytest.raises(ConfigurationError) as startup:
         load_all()
-    assert "'(a|aa)+$'" in str(startup.value)
+    assert "acme=" in str(startup.value)
 
 
-@pytest.mark.timeout(60)
-def test_the_issue_pattern_never_hangs_the_app() -> None:
+def test_nested_repeats_run_in_linear_time_on_re2() -> None:
     scrubber = Scrubber(extra_patterns=["(a+)+$"])
     assert scrubber.scrub("a" * 40 + "!") == "a" * 40 + "!"
     assert scrubber.scrub("x aaaa") == "x [REDACTED:custom]"
+    hostile = "a" * 100_000 + "!"
+    assert scrubber.scan_stats(hostile).searches <= 2  # one scan, not one per start position
 
 
-@pytest.mark.timeout(60)
-def test_a_pattern_that_runs_too_long_at_run_time_is_disabled_with_one_error(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    scrubber = Scrubber(extra_patterns={"acme": "(x|xx)+y"})  # passes the start-up probes
-    hostile = "x" * 60 + "!"
+def test_a_pattern_safe_at_start_up_stays_on_after_a_hostile_text(caplog: pytest.LogCaptureFixture) -> None:
+    scrubber = Scrubber(extra_patterns={"acme": "ACME-(x|xx)+y"})
+    hostile = "ACME-" + "x" * 100_000 + "!"
     with caplog.at_level(logging.ERROR, logger="nl2sql_observability.scrubbing"):
-        assert scrubber.scrub(hostile) == "[REDACTED:scrub_error]"  # fails closed
-        assert scrubber.scrub(hostile + " ") == hostile + " "  # disabled: no second wait
-        assert scrubber.scrub("ACME xxy") == "ACME xxy"
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1
-    assert "acme='(x|xx)+y' disabled" in errors[0]
+        assert scrubber.scrub(hostile) == hostile
+        assert scrubber.scrub("ticket ACME-xxy") == "ticket [REDACTED:acme]"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-@pytest.mark.parametrize("allow", ['[".*"]', '["[\\\\s\\\\S]+"]', '["\\\\S*"]', '["(?s).+"]'])
-def test_an_allow_list_entry_matching_everything_is_refused_at_start_up(
+@pytest.mark.parametrize(
+    "allow",
+    [
+        '[".*"]',
+        '["[\\\\s\\\\S]+"]',
+        '["\\\\S*"]',
+        '["(?s).+"]',
+        '[".{8,}"]',
+        '["(?!hunter2).*"]',
+        '["[a-z0-9]+"]',
+    ],
+)
+def test_an_allow_list_entry_that_would_keep_secrets_is_refused_at_start_up(
     monkeypatch: pytest.MonkeyPatch, allow: str
 ) -> None:
     monkeypatch.setenv("OBSERVABILITY_SCRUB_ALLOW", allow)
     with pytest.raises(ConfigurationError) as exc:
         load_all()
     assert "OBSERVABILITY_SCRUB_ALLOW" in str(exc.value)
-    assert "matches any value" in str(exc.value)
+    assert "matches secrets the scrubber must redact" in str(exc.value) or "linear time" in str(exc.value)
 
 
 def test_a_narrow_allow_list_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +126,7 @@ def test_a_narrow_allow_list_is_accepted(monkeypatch: pytest.MonkeyPatch) -> Non
     assert load_scrubber().scrub("test@example.com jane@example.com") == "test@example.com [REDACTED:email]"
 
 
-def test_log_text_is_capped_before_it_is_scrubbed() -> None:
+def test_huge_log_text_is_scrubbed_then_cut() -> None:
     set_scrubber(Scrubber())
     record = logging.LogRecord("app", logging.INFO, __file__, 1, "huge %s", ("m" * 300_000,), None)
     record.__dict__["payload"] = PEM_FLOOD * 10_000  # 280 KB extra= field
@@ -136,7 +146,7 @@ class _Capture(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def test_span_text_is_capped_before_it_is_scrubbed() -> None:
+def test_huge_span_text_is_scrubbed_then_cut() -> None:
     set_scrubber(Scrubber())
     tracer = TracerProvider().get_tracer("t")
     with tracer.start_as_current_span("s") as span:

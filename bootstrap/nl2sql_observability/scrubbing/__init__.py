@@ -21,7 +21,9 @@ from nl2sql_observability.scrubbing.settings import ScrubSettings, load_scrub_se
 from ..forksafe import ForkSafeLock
 
 __all__ = [
+    "CUT_REACH_CHARS",
     "MARKER_RE",
+    "MAX_TELEMETRY_CHARS",
     "ScrubConfigError",
     "ScrubSettings",
     "Scrubber",
@@ -79,26 +81,47 @@ def scrub_value(value: Any) -> Any:
     return get_scrubber().scrub_value(value)
 
 
-# Log and span text longer than this is cut (with a visible marker) before it is scrubbed, so one
-# huge log `extra` field or span attribute costs bounded time in the app's thread.
+# Log and span text longer than this is cut (with a visible marker) after it is scrubbed: only the
+# first MAX_TELEMETRY_CHARS + CUT_REACH_CHARS characters are scrubbed, so one huge log `extra` field
+# or span attribute costs bounded time in the app's thread, and the cut never falls inside a match.
 MAX_TELEMETRY_CHARS = 32 * 1024
+# More than the reach of any built-in rule (a PEM body is at most 16 KB, a quoted value 4 KB), so a
+# secret lying across the cut is seen whole; the same margin the stream scrubber keeps.
+CUT_REACH_CHARS = 20 * 1024
 TRUNCATION_MARKER = "…[TRUNCATED: {n} more chars]"
 
 
 def cap_text(text: str, limit: int = MAX_TELEMETRY_CHARS) -> str:
-    """`text` cut to `limit` characters plus a `…[TRUNCATED: N more chars]` marker when longer."""
+    """`text` cut to `limit` characters plus a `…[TRUNCATED: N more chars]` marker when longer
+    (no scrubbing: for text that is already scrubbed)."""
     if len(text) <= limit:
         return text
     return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
 
 
 def scrub_capped(text: str, limit: int = MAX_TELEMETRY_CHARS) -> str:
-    """Cap, then scrub: what log and span text goes through."""
-    return get_scrubber().scrub(cap_text(text, limit)) if isinstance(text, str) else text
+    """Scrub, then cut: what log and span text goes through. The cut is at input character `limit`,
+    moved past a replaced region that covers it, so no secret is split by it."""
+    if not isinstance(text, str):
+        return text
+    scrubber = get_scrubber()
+    if len(text) <= limit:
+        return scrubber.scrub(text)
+    out, regions = scrubber.scrub_regions(text[: limit + CUT_REACH_CHARS])
+    cut_in, cut_out = limit, limit
+    for _, out_end, in_start, in_end in regions:
+        if in_end <= limit:
+            cut_out = limit + out_end - in_end
+        elif in_start < limit:  # the cut falls inside a region: keep the region whole
+            cut_in, cut_out = in_end, out_end
+            break
+        else:
+            break
+    return out[:cut_out] + TRUNCATION_MARKER.format(n=len(text) - cut_in)
 
 
 def scrub_value_capped(value: Any, limit: int = MAX_TELEMETRY_CHARS) -> Any:
-    """`scrub_value` with every string capped first."""
+    """`scrub_value` with every string scrubbed, then cut (`scrub_capped`)."""
     if isinstance(value, str):
         return scrub_capped(value, limit)
     if isinstance(value, Mapping):

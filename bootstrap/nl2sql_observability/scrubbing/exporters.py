@@ -131,7 +131,7 @@ class ScrubbingSpanExporter(SpanExporter):
         else:
             from nl2sql_observability.scrubbing import scrub_capped
 
-            scrub = scrub_capped  # capped first: one huge attribute costs bounded time
+            scrub = scrub_capped  # scrubbed, then cut: one huge attribute costs bounded time
         return self._inner.export([scrub_span(span, scrub) for span in spans])
 
     def shutdown(self) -> None:
