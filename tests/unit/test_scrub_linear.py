@@ -173,3 +173,17 @@ def test_the_fallback_refuses_what_re_may_run_in_more_than_linear_time(pattern: 
 def test_the_fallback_accepts_plain_patterns() -> None:
     scrubber = Scrubber(extra_patterns={"acme": r"ACME-\d{6}"}, engine=PythonEngine())
     assert scrubber.scrub("ticket ACME-123456") == "ticket [REDACTED:acme]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "npm_000000000000000000000000000000000000https://hooks.slack.com/services/0000000000000000BT//",
+        "Cookie: UPDATE accounts SET balance = balance - 1234.56 WHERE id = 42 AND tenant_id = 'acme'",
+        "q7z2.lw9x@mail-c4vb8.test-----BEGIN PRIVATE KEY-----!",
+    ],
+)
+def test_found_by_fuzzing_one_pass_is_a_fixed_point(text: str) -> None:
+    for scrubber in SCRUBBERS.values():
+        once = scrubber.scrub(text)
+        assert scrubber.scrub(once) == once

@@ -463,6 +463,9 @@ def _short_token(m: re.Match[str], allowed: Allowed) -> str:
     return _group("bearer_token", "value")(m, allowed)
 
 
+_COOKIE_NAME = re.compile(r"\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*\Z")  # an RFC 6265 token
+
+
 def _cookie(m: re.Match[str], allowed: Allowed) -> str:
     """Every value of a `Cookie` header (name=value; name=value), the first one of `Set-Cookie`."""
     value = m.group("value")
@@ -472,6 +475,8 @@ def _cookie(m: re.Match[str], allowed: Allowed) -> str:
     for i, part in enumerate(parts):
         name, eq, val = part.partition("=")
         core = val.strip()
+        if not _COOKIE_NAME.match(name):
+            continue  # not a cookie pair (`Cookie: UPDATE t SET a = b` is prose)
         if eq and core and not core.startswith(MARKER_PREFIX) and not allowed(core):
             lead = val[: len(val) - len(val.lstrip())]
             trail = val[len(val.rstrip()) :]

@@ -322,16 +322,16 @@ class _Run:
             start = found.start()
         pattern = rule.lead_free if start == self.last_end and rule.lead_free is not None else rule.pattern
         m = pattern.match(text, start)
-        if m is None or m.end() == start:
+        new = old = ""
+        if m is not None and m.end() > start:
+            new = rule.replacer(m, self.allowed)
+            old = m.group(0)
+        if new == old and not self.kept:  # no match, or kept: perhaps only for what follows it
+            self.pending.append((start, rule))
+            if len(self.pending) > _PENDING_MAX:
+                del self.pending[0]
             return False
-        new = rule.replacer(m, self.allowed)
-        old = m.group(0)
-        if new == old and not self.kept:
-            if rule.back is None or not self.scrubber._anchored_candidates:
-                self.pending.append((start, rule))
-                if len(self.pending) > _PENDING_MAX:
-                    del self.pending[0]
-            return False
+        assert m is not None
         end = m.end()
         kept_tail = new[new.rfind("]") + 1 :] if new != old else ""
         if kept_tail and old.endswith(kept_tail):  # text kept after the marker is scanned on
