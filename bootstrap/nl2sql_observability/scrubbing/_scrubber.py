@@ -362,7 +362,9 @@ class _Run:
         if new != text[start:end]:
             for rejected_start, rule in self.pending:
                 if rejected_start >= max(self.last_end, 0) and rule.pattern is not None:
-                    m = rule.pattern.match(text, rejected_start, start)  # the region will read `[`
+                    free = rejected_start == self.last_end and rule.lead_free is not None
+                    pattern = rule.lead_free if free and rule.lead_free is not None else rule.pattern
+                    m = pattern.match(text, rejected_start, start)  # the region will read `[`
                     if m is not None and m.end() == start and rule.replacer is not None:
                         replaced = rule.replacer(m, self.allowed)
                         if replaced != m.group(0):
