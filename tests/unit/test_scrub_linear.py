@@ -182,6 +182,7 @@ def test_the_fallback_accepts_plain_patterns() -> None:
         "Cookie: UPDATE accounts SET balance = balance - 1234.56 WHERE id = 42 AND tenant_id = 'acme'",
         "q7z2.lw9x@mail-c4vb8.test-----BEGIN PRIVATE KEY-----!",
         "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----219-09-9999-----BEGIN PRIVATE KEY-----!",
+        "Set-Cookie: sid=abc; Path=/; HttpOnly",
     ],
 )
 def test_found_by_fuzzing_one_pass_is_a_fixed_point(text: str) -> None:

@@ -464,6 +464,9 @@ def _short_token(m: re.Match[str], allowed: Allowed) -> str:
 
 
 _COOKIE_NAME = re.compile(r"\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*\Z")  # an RFC 6265 token
+# name=value pairs only, so the match ends where the header's pairs end (prose is no cookie)
+_COOKIE_PAIR = r"[!#$%&*+.^_`|~0-9A-Za-z-]{1,256}[ \t]*=[^;\r\n\"']{0,4096}"
+_COOKIE_PAIRS = _COOKIE_PAIR + r"(?:;[ \t]*" + _COOKIE_PAIR + r"){0,255};?"
 
 
 def _cookie(m: re.Match[str], allowed: Allowed) -> str:
@@ -750,9 +753,9 @@ def build_rules(*, scrub_ip: bool) -> list[Rule]:
         _rule(
             "secret",
             r"(?i:(?:set-)?cookie[\"']?\s*:)",
-            r"(?P<set>set-)?cookie[\"']?\s*:[ \t]*[\"']?(?P<value>[^\r\n\"']{1,8192})",
+            r"(?P<set>set-)?cookie[\"']?\s*:[ \t]*[\"']?(?P<value>" + _COOKIE_PAIRS + ")",
             _cookie,
-            lead=r"\b",
+            lead=r"(?<![\w-])",  # not the `Cookie` of `Set-Cookie`
             flags=re.IGNORECASE,
         ),
     ]
