@@ -181,7 +181,8 @@ def test_the_fallback_accepts_plain_patterns() -> None:
         "npm_000000000000000000000000000000000000https://hooks.slack.com/services/0000000000000000BT//",
         "Cookie: UPDATE accounts SET balance = balance - 1234.56 WHERE id = 42 AND tenant_id = 'acme'",
         "q7z2.lw9x@mail-c4vb8.test-----BEGIN PRIVATE KEY-----!",
-        "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----219-09-9999-----BEGIN PRIVATE KEY-----!",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----219-09-9999"
+        "-----BEGIN PRIVATE KEY-----!",
         "Set-Cookie: sid=abc; Path=/; HttpOnly",
     ],
 )
