@@ -84,6 +84,8 @@ def _rule(
     pattern = re.compile(lead + body, re.ASCII | flags)
     lead_free = re.compile(body, re.ASCII | flags) if lead else None
     back_re = re.compile(back + r"\Z", re.ASCII | flags) if back else None
+    if lead == r"\b" and not back:  # the scan checks the word boundary too: no candidate inside a word
+        candidate = rf"\b(?:{candidate})"
     full = f"(?:{back})(?:{candidate})" if back else None
     return Rule(
         kind, candidate, pattern, replacer, lead_free, back=back_re, full_candidate=full, not_after=not_after
