@@ -4,6 +4,9 @@ same results on the corpora."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import test_scrub_nl_cloud
 import test_scrub_rules
@@ -190,3 +193,33 @@ def test_found_by_fuzzing_one_pass_is_a_fixed_point(text: str) -> None:
     for scrubber in SCRUBBERS.values():
         once = scrubber.scrub(text)
         assert scrubber.scrub(once) == once
+
+
+EXIT_RACE = """
+import threading
+from nl2sql_observability.scrubbing import Scrubber
+
+scrubber = Scrubber()
+text = "mail jane@example.com about 4111 1111 1111 1111 " * 20000
+started = threading.Event()
+
+
+def loop():
+    while True:
+        scrubber.scrub_regions(text)
+        started.set()
+
+
+threading.Thread(target=loop, daemon=True).start()
+started.wait(60)
+"""
+
+
+def test_a_daemon_thread_scrubbing_while_the_process_exits_does_not_abort_it() -> None:
+    """RE2 releases the GIL; a daemon thread returning into a finalizing interpreter from C++ is
+    ended there and aborts the process (an exporter's worker at exit). After the main thread ends
+    the scrubber runs on `re`."""
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", EXIT_RACE], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "terminate called" not in proc.stderr

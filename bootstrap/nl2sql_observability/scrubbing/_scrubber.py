@@ -11,8 +11,10 @@ is accepted when that region is, so scrubbing the output again changes nothing.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +26,7 @@ from nl2sql_observability.scrubbing._engine import (
     Compiled,
     Engine,
     PatternRefused,
+    PythonEngine,
     ScanStats,
     default_engine,
     project,
@@ -122,6 +125,10 @@ class Scrubber:
                 f" ({exc}); use fewer or simpler patterns"
             ) from None
         self._allow = [self._allow_entry(p, setting_names[1]) for p in allow]
+        extra = dict(extra_patterns) if isinstance(extra_patterns, Mapping) else list(extra_patterns)
+        self._config = (extra, list(allow), scrub_ip, setting_names)
+        self._exit_scrubber: Scrubber | None = None
+        self._exit_lock = threading.Lock()
         self._cached = lru_cache(maxsize=8192)(self._scrub_uncached)
 
     # --- configuration ------------------------------------------------------------------------
@@ -193,6 +200,13 @@ class Scrubber:
     def scrub_regions(self, text: str, stats: ScanStats | None = None) -> tuple[str, list[Region]]:
         """The scrubbed text and the regions of `text` that were replaced or kept whole (a match
         that the allow-list kept, an existing marker): (out_start, out_end, in_start, in_end)."""
+        if self.engine.name != PythonEngine.name:
+            with _IN_FLIGHT:
+                exiting = _IN_FLIGHT.exiting or not threading.main_thread().is_alive()
+                if not exiting:
+                    _IN_FLIGHT.count += 1
+            if exiting:
+                return self._at_exit(text, stats)
         try:
             edits = self._one_pass(text, stats)
             regions: list[Region] = []
@@ -204,7 +218,34 @@ class Scrubber:
             return (apply_edits(text, edits) if changed else text), regions
         except Exception:  # never raise into a log call or an exporter; fail closed
             _log.debug("scrubber failed on a value of %d chars; replaced it", len(text), exc_info=True)
+        finally:
+            if self.engine.name != PythonEngine.name:
+                with _IN_FLIGHT:
+                    _IN_FLIGHT.count -= 1
+                    _IN_FLIGHT.notify_all()
         return SCRUB_ERROR, [(0, len(SCRUB_ERROR), 0, len(text))]
+
+    def _at_exit(self, text: str, stats: ScanStats | None) -> tuple[str, list[Region]]:
+        """Once the main thread has ended, the same rules on Python's `re`: RE2 releases the GIL, and
+        a daemon thread (an exporter's worker at exit) that comes back into an interpreter already
+        finalizing is ended inside C++, which aborts the process."""
+        with self._exit_lock:
+            if self._exit_scrubber is None:
+                extra, allow, scrub_ip, names = self._config
+                try:
+                    self._exit_scrubber = Scrubber(
+                        extra_patterns=extra,
+                        allow=allow,
+                        scrub_ip=scrub_ip,
+                        setting_names=names,
+                        engine=PythonEngine(),
+                    )
+                except ScrubConfigError:  # a user pattern `re` may not run in linear time: fail closed
+                    self._exit_scrubber = _FAIL_CLOSED
+            scrubber = self._exit_scrubber
+        if scrubber is _FAIL_CLOSED:
+            return SCRUB_ERROR, [(0, len(SCRUB_ERROR), 0, len(text))]
+        return scrubber.scrub_regions(text, stats)
 
     def scan_stats(self, text: str) -> ScanStats:
         """What scrubbing `text` costs, in operations (passes, scans, anchored matches, confirms)."""
@@ -257,6 +298,28 @@ class Scrubber:
             scrubbed = [self.scrub_value(v) for v in value]
             return tuple(scrubbed) if isinstance(value, tuple) else scrubbed
         return value
+
+
+_FAIL_CLOSED: Any = object()
+
+
+class _InFlight(threading.Condition):
+    """Scans on RE2 under way. At exit (after the main thread ended, before the interpreter
+    finalizes) we wait for them: a thread still inside RE2 then would abort the process."""
+
+    count = 0
+    exiting = False
+
+
+_IN_FLIGHT = _InFlight()
+_EXIT_WAIT_S = 2.0
+
+
+@atexit.register
+def _wait_for_scans() -> None:
+    with _IN_FLIGHT:
+        _IN_FLIGHT.exiting = True
+        _IN_FLIGHT.wait_for(lambda: _IN_FLIGHT.count <= 0, _EXIT_WAIT_S)
 
 
 class _Run:
