@@ -217,8 +217,8 @@ started.wait(60)
 
 def test_a_daemon_thread_scrubbing_while_the_process_exits_does_not_abort_it() -> None:
     """RE2 releases the GIL; a daemon thread returning into a finalizing interpreter from C++ is
-    ended there and aborts the process (an exporter's worker at exit). After the main thread ends
-    the scrubber runs on `re`."""
+    ended there and aborts the process (an exporter's worker at exit). At exit the scrubber waits
+    for scans under way, then runs on `re`."""
     for _ in range(3):
         proc = subprocess.run([sys.executable, "-c", EXIT_RACE], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -202,7 +202,7 @@ class Scrubber:
         that the allow-list kept, an existing marker): (out_start, out_end, in_start, in_end)."""
         if self.engine.name != PythonEngine.name:
             with _IN_FLIGHT:
-                exiting = _IN_FLIGHT.exiting or not threading.main_thread().is_alive()
+                exiting = _IN_FLIGHT.exiting
                 if not exiting:
                     _IN_FLIGHT.count += 1
             if exiting:
@@ -226,9 +226,9 @@ class Scrubber:
         return SCRUB_ERROR, [(0, len(SCRUB_ERROR), 0, len(text))]
 
     def _at_exit(self, text: str, stats: ScanStats | None) -> tuple[str, list[Region]]:
-        """Once the main thread has ended, the same rules on Python's `re`: RE2 releases the GIL, and
-        a daemon thread (an exporter's worker at exit) that comes back into an interpreter already
-        finalizing is ended inside C++, which aborts the process."""
+        """After the exit handlers (`_wait_for_scans`), the same rules on Python's `re`: RE2 releases
+        the GIL, and a daemon thread (an exporter's worker) that comes back from it into an
+        interpreter already finalizing is ended inside C++, which aborts the process."""
         with self._exit_lock:
             if self._exit_scrubber is None:
                 extra, allow, scrub_ip, names = self._config
@@ -304,8 +304,10 @@ _FAIL_CLOSED: Any = object()
 
 
 class _InFlight(threading.Condition):
-    """Scans on RE2 under way. At exit (after the main thread ended, before the interpreter
-    finalizes) we wait for them: a thread still inside RE2 then would abort the process."""
+    """Scans on RE2 under way. At exit, once the other exit handlers registered after this module
+    was imported have run (atexit runs the last registered first: the audit writer's drain and the
+    telemetry flush still scrub on RE2), new scans run on `re` and we wait for those under way:
+    a thread still inside RE2 when the interpreter finalizes would abort the process."""
 
     count = 0
     exiting = False
