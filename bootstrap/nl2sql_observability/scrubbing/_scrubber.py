@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -130,6 +132,22 @@ class Scrubber:
         self._exit_scrubber: Scrubber | None = None
         self._exit_lock = threading.Lock()
         self._cached = lru_cache(maxsize=8192)(self._scrub_uncached)
+        self._patterns = (sources, free, list(allow))
+        _LIVE.add(self)
+
+    def _recompile(self) -> None:
+        """New RE2 objects, in a forked child: another thread of the parent may have held an RE2
+        object's internal lock at the fork, which the child's copy would then wait on for ever."""
+        sources, free, allow = self._patterns
+        self._multi = self.engine.multi(sources, free)
+        self._alts = [
+            _UserPattern(alt.kind, alt.source, self.engine.compile(alt.source), alt.secret_group)
+            if isinstance(alt, _UserPattern)
+            else alt
+            for alt in self._alts
+        ]
+        self._allow = [self.engine.compile(f"(?:{source})\\z") for source in allow]
+        self._exit_lock = threading.Lock()
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -301,6 +319,7 @@ class Scrubber:
 
 
 _FAIL_CLOSED: Any = object()
+_LIVE: weakref.WeakSet[Scrubber] = weakref.WeakSet()
 
 
 class _InFlight(threading.Condition):
@@ -315,6 +334,20 @@ class _InFlight(threading.Condition):
 
 _IN_FLIGHT = _InFlight()
 _EXIT_WAIT_S = 2.0
+
+
+def _after_fork_in_child() -> None:
+    global _IN_FLIGHT
+    _IN_FLIGHT = _InFlight()
+    for scrubber in list(_LIVE):
+        try:
+            scrubber._recompile()
+        except Exception:  # never raise in the child: the scrubber then fails closed per value
+            _log.debug("rebuilding the scrubber after fork failed", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
