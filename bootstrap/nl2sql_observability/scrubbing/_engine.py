@@ -14,6 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+try:  # imported with the package, not on first use: a fork while another thread is importing it
+    import re2 as _re2  # type: ignore[import-untyped,unused-ignore]  # leaves the child a half-imported module
+except ImportError:  # no wheel for this platform: the `re` fallback
+    _re2 = None
+
 PLACEHOLDER = b"\x80"
 
 
@@ -138,9 +143,9 @@ class Re2Engine:
     MAX_MEM = 64 << 20
 
     def __init__(self) -> None:
-        import re2  # type: ignore[import-untyped,unused-ignore]
-
-        self.re2 = re2
+        if _re2 is None:
+            raise ImportError("google-re2 is not installed")
+        self.re2 = _re2
 
     def options(self, *, capture: bool, longest: bool = False) -> Any:
         options = self.re2.Options()
