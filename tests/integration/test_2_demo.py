@@ -346,6 +346,20 @@ def _fill(expr: str, env: str, window: str) -> str:
     return expr
 
 
+def _scale_out_names() -> set[str]:
+    """The series only the scale-out profile makes (its tiers' metrics and the rules over them):
+    test_8_scale_out checks their panels on that profile; the base stack has no data for them."""
+    doc = yaml.safe_load((ROOT / "prometheus" / "rules" / "scale-out.yml").read_text())
+    return {str(r["record"]) for g in doc["groups"] for r in g["rules"] if "record" in r}
+
+
+SCALE_OUT_PREFIXES = ("otelcol_loadbalancer_", "otelcol_processor_tail_sampling_")
+
+
+def _needs_scale_out(expr: str) -> bool:
+    return any(p in expr for p in SCALE_OUT_PREFIXES) or any(n in expr for n in _scale_out_names())
+
+
 def dashboard_queries() -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for path in DASHBOARDS:
@@ -381,6 +395,8 @@ def test_every_dashboard_query_returns_data(stack: Stack, main_run: DemoRun) -> 
     jaeger_targets: list[str] = []
     for i, (board, title, target) in enumerate(queries):
         kind = (target.get("datasource") or {}).get("type", "prometheus")
+        if "expr" in target and kind == "prometheus" and _needs_scale_out(target["expr"]):
+            continue
         if "expr" in target and kind == "prometheus":  # LogsQL panels: test_5_logstore
             exprs[f"{board} / {title} #{i}"] = _fill(target["expr"], env, "10m")
         elif (target.get("datasource") or {}).get("type") == "jaeger":
@@ -414,7 +430,7 @@ def test_every_alert_rule_query_returns_data(stack: Stack, main_run: DemoRun) ->
         for group in doc["groups"]
         for rule in group["rules"]
         for d in rule["data"]
-        if d["datasourceUid"] != "__expr__"
+        if d["datasourceUid"] != "__expr__" and not _needs_scale_out(d["model"]["expr"])
     }
     assert exprs
     empty = _queries_with_data(stack, exprs, [None], timeout=120)

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 from demo import DemoRun, demo
+from nl2sql_observability.audit import Filters
+from nl2sql_observability.audit.sinks import JsonlFileSink
 from stackkit import (
     BACKENDS,
     COMPOSE_FILE,
@@ -35,6 +37,9 @@ from stackkit import (
 )
 
 SCALE_FILE = ROOT / "compose" / "docker-compose.scale.yml"
+# The failures come from the validator alone (no SQL, timeout or provider errors, no feedback): every
+# trace then holds every node, so a node missing in Jaeger means a span left on the other sampler.
+ONLY_VALIDATION_FAILURES = ("--error-rate", "0", "--feedback-rate", "0")
 SAMPLERS = ("sampler-1", "sampler-2")
 WATCHED = "watched"
 TENANTS = ("acme", "globex", "initech", "umbrella", WATCHED)
@@ -159,19 +164,20 @@ class MainRun:
 
 @pytest.fixture(scope="module")
 def main_run(scale: ScaleStack, tmp_path_factory: pytest.TempPathFactory) -> MainRun:
-    """640 questions, 5 tenants (one watched), 15 % failing, through the agent and both samplers."""
+    """760 questions, 5 tenants (one watched), 15 % failing, through the agent and both samplers."""
     run = demo(
         scale.stack,
         tmp_path_factory.mktemp("demo-scale"),
-        requests=640,
+        requests=760,
         concurrency=8,
         tenants=TENANTS,
         failure_rate=0.15,
         seed=17,
         time_scale=0.01,
+        extra_args=ONLY_VALIDATION_FAILURES,
     )
     run.start().wait(timeout=400).check()
-    FIGURES.put("scale-out demo run (640 questions)", f"{run.wall_s:.1f}s wall")
+    FIGURES.put("scale-out demo run (760 questions)", f"{run.wall_s:.1f}s wall")
     t0 = time.monotonic()
     settle(scale, run)
     kept = kept_traces(scale.stack, run.summary["trace_ids"])
@@ -189,19 +195,26 @@ def test_failed_and_watched_traces_kept_and_a_share_of_the_rest(main_run: MainRu
     failed = set(summary["failed_trace_ids"])
     # the demo assigns tenants in turn: request i belongs to TENANTS[i % len(TENANTS)]
     watched = {tid for i, tid in enumerate(trace_ids) if TENANTS[i % len(TENANTS)] == WATCHED}
-    rest = [tid for tid in trace_ids if tid not in failed and tid not in watched]
+    # the outcome of every question, from the audit log's per-request records (never sampled)
+    outcomes = {str(e["trace_id"]): e.get("outcome") for e in request_records(main_run.run)}
+    assert set(outcomes) == set(trace_ids)
+    not_answered = {tid for tid in trace_ids if outcomes[tid] != "answered"} - failed
+    rest = [tid for tid in trace_ids if tid not in failed | watched | not_answered]
     kept = main_run.kept
     assert len(rest) >= 400, f"only {len(rest)} traces eligible for the probabilistic share"
-    assert failed, "a 15 % failure rate over 640 questions should fail some"
+    assert failed, "a 15 % failure rate over 760 questions should fail some"
 
     lost_failed = sorted(failed - set(kept))
     assert not lost_failed, f"{len(lost_failed)} of {len(failed)} failed traces not kept: {lost_failed[:5]}"
+    lost_not_answered = sorted(not_answered - set(kept))
+    assert not lost_not_answered, f"{len(lost_not_answered)} of {len(not_answered)} non-answered traces lost"
     lost_watched = sorted(watched - set(kept))
     assert not lost_watched, f"{len(lost_watched)} of {len(watched)} watched traces not kept"
     share = sum(1 for tid in rest if tid in kept) / len(rest)
     FIGURES.put(
         "scale-out: kept",
-        f"failed {len(failed)}/{len(failed)}, watched {len(watched)}/{len(watched)}, "
+        f"failed {len(failed)}/{len(failed)}, not answered {len(not_answered)}/{len(not_answered)}, "
+        f"watched {len(watched)}/{len(watched)}, "
         f"rest {share:.1%} of {len(rest)} (share {SHARE_PERCENT}%)",
     )
     assert 0.05 <= share <= 0.15, f"{share:.1%} of the rest kept, expected 5-15 %"
@@ -212,7 +225,9 @@ def test_failed_and_watched_traces_kept_and_a_share_of_the_rest(main_run: MainRu
             tid,
             policies(kept[tid]),
         )
-    for tid in watched - failed:
+    for tid in not_answered:
+        assert "not-answered" in policies(kept[tid]), (tid, outcomes[tid], policies(kept[tid]))
+    for tid in watched - failed - not_answered:
         assert _tenant(kept[tid]) == WATCHED
         assert policies(kept[tid]) == {"watched-tenants"}, (tid, policies(kept[tid]))
     for tid in rest:
@@ -239,9 +254,15 @@ def histogram_quantile(q: float, values: list[float]) -> float:
     return BUCKETS[-1]
 
 
+def request_records(run: DemoRun) -> list[dict[str, Any]]:
+    """The audit log's per-request records of the run: one per question, with its outcome."""
+    return list(JsonlFileSink(run.audit_path).query(Filters(kind="request")))
+
+
 def audit_events(run: DemoRun) -> list[dict[str, Any]]:
-    paths = sorted(run.audit_path.parent.glob("events.log*"))
-    return [json.loads(line) for p in paths for line in p.read_text().splitlines() if line.strip()]
+    """The LLM-call events of the run (not the per-request and feedback records, not the lock file)."""
+    events = JsonlFileSink(run.audit_path).query(Filters())
+    return [e for e in events if e.get("kind", "llm_call") == "llm_call"]
 
 
 def test_metrics_equal_the_unsampled_truth(scale: ScaleStack, main_run: MainRun) -> None:
@@ -257,13 +278,13 @@ def test_metrics_equal_the_unsampled_truth(scale: ScaleStack, main_run: MainRun)
         return round(s.scalar(expr) or 0)
 
     wait_until(
-        lambda: count(f"sum(nl2sql_request_duration_seconds_count{{{sel}}})") == requests_total,
+        lambda: count(f"histogram_count(sum(nl2sql_request_duration_seconds{{{sel}}}))") == requests_total,
         timeout=60,
         what=f"{requests_total} requests in Prometheus",
     )
     roots = f'traces_span_metrics_calls_total{{{sel}, span_name="{ROOT_SPAN}"}}'
     wait_until(lambda: count(f"sum({roots})") == requests_total, timeout=60, what="span metrics: every root")
-    failed_prom = count(f'sum(nl2sql_request_duration_seconds_count{{{sel}, error_type!=""}})')
+    failed_prom = count(f'histogram_count(sum(nl2sql_request_duration_seconds{{{sel}, error_type!=""}}))')
     failed_spans = count(
         f'sum(traces_span_metrics_calls_total{{{sel}, span_name="node validate_sql", '
         'status_code="STATUS_CODE_ERROR"})'
@@ -341,11 +362,12 @@ def test_killing_a_sampler_loses_at_most_what_it_held(
         failure_rate=0.3,
         seed=23,
         time_scale=0.2,  # long enough that many questions start after the kill
+        extra_args=ONLY_VALIDATION_FAILURES,
     )
     sel = f'deployment_environment_name="{run.environment}"'
     run.start()
     wait_until(
-        lambda: (s.scalar(f"sum(nl2sql_request_duration_seconds_count{{{sel}}})") or 0) >= 80,
+        lambda: (s.scalar(f"histogram_count(sum(nl2sql_request_duration_seconds{{{sel}}}))") or 0) >= 80,
         timeout=120,
         what="a third of the run",
     )
