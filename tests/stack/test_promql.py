@@ -26,19 +26,6 @@ from .promql_sources import (
 )
 
 EXPRS = all_exprs()
-# Metrics the SLO file already uses whose code lands with issue 16 (answer quality): remove each one
-# here when it is in docs/telemetry-contract.md.
-PENDING_CONTRACT = {
-    "nl2sql_requests_total": {"job", "deployment_environment_name", "tenant_id", "nl2sql_outcome"},
-    "nl2sql_evaluations_total": {
-        "job",
-        "deployment_environment_name",
-        "tenant_id",
-        "gen_ai_evaluation_name",
-        "gen_ai_evaluation_score_label",
-        "nl2sql_evaluation_negative",
-    },
-}
 
 
 def test_there_are_expressions_from_every_source() -> None:
@@ -80,8 +67,6 @@ def test_expression_parses_and_uses_known_names(expr: Expr, promql: PromQLParser
             allowed = {"job", "instance"}
         elif name == "ALERTS":  # Prometheus' own series of its alerts: their labels plus the state
             allowed = known_labels | {"alertname", "alertstate", "severity", "slo"}
-        elif name in PENDING_CONTRACT:
-            allowed = PENDING_CONTRACT[name]
         else:
             pytest.fail(
                 f"{expr.where}: metric {name!r} is not in the contract, the recording rules, "
