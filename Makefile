@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Go-built backends and tools (otelcol, jaeger, prometheus, promtool, victoria-logs, telemetrygen,
-# docker compose v2), cached outside the checkout so a fresh clone on the same machine reuses them.
+# sloth, alertmanager, amtool, docker compose v2), cached outside the checkout so a fresh clone on the same machine reuses them.
 export NL2SQL_OBS_TOOLS ?= $(HOME)/.cache/nl2sql-obs/bin
 # up/down/ps/logs/clean take the compose files from COMPOSE_FILES (scripts/lib.sh), e.g.
 #   make up COMPOSE_FILES="compose/docker-compose.yml compose/docker-compose.vendor.yml"
@@ -29,7 +29,7 @@ DEMO_LINKS = --jaeger-url http://127.0.0.1:$(call stack_port,JAEGER_UI_PORT) \
 	--logs-url http://127.0.0.1:$(call stack_port,VICTORIALOGS_PORT) \
 	--grafana-url http://127.0.0.1:$(call stack_port,GRAFANA_PORT)
 
-.PHONY: help install lint unit package stack-check integration test bench tools images up down ps logs demo clean
+.PHONY: help install lint unit package stack-check integration test bench tools images slo up down ps logs demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,10 @@ package: install ## build, check and smoke-test the sdist and wheel (alone, and 
 
 tools: ## build the real backends and tools from their Go modules (cached)
 	scripts/build-tools.sh
+
+slo: install ## regenerate every alert rule from the SLO file (slo/nl2sql.yml; burn rates through Sloth)
+	scripts/build-tools.sh sloth
+	$(PY) scripts/slo_rules.py
 
 stack-check: install tools ## check every config file with the real tools
 	$(PY) -m pytest tests/stack

@@ -12,7 +12,7 @@
 # host-built tools/probe (compose itself builds it from tools/probe/Dockerfile where a registry is).
 # Grafana is neither pulled nor built here.
 #
-#   scripts/build-images.sh [collector] [jaeger] [prometheus] [victorialogs] [probe]   (default: all)
+#   scripts/build-images.sh [collector] [jaeger] [prometheus] [alertmanager] [victorialogs] [probe]   (default: all)
 #   NL2SQL_OBS_PULL=never   don't try the registry (always use/build local images)
 #   NL2SQL_OBS_PULL=always  try the registry even when a local build exists (default: try, then build)
 set -euo pipefail
@@ -54,8 +54,8 @@ try_official() { # IMAGE -> 0 when it is (now) present locally
     return 1
 }
 
-# Data directories: only where the official image has them (Prometheus' /prometheus, owned by
-# nobody). The official collector and Jaeger images have no /var/lib/otelcol or /badger, so a named
+# Data directories: only where the official image has them (Prometheus' /prometheus and
+# Alertmanager's /alertmanager, owned by nobody). The official collector and Jaeger images have no /var/lib/otelcol or /badger, so a named
 # volume mounted there starts root-owned; ours must behave the same (compose relies on it).
 
 # rootfs shared by the three images: passwd/group for the UIDs, CA certificates, /tmp
@@ -138,10 +138,11 @@ mkdir -p "$(dirname "$ENV_OUT")"
     echo "# written by scripts/build-images.sh on $(date -u +%FT%TZ); source it or pass it to compose --env-file"
     echo "NL2SQL_OBS_TOOLS=$TOOLS"
 } >"$ENV_OUT.tmp"
-wanted=" ${*:-collector jaeger prometheus victorialogs probe} "
+wanted=" ${*:-collector jaeger prometheus alertmanager victorialogs probe} "
 [[ "$wanted" != *" collector "* ]] || choose COLLECTOR_IMAGE "$(official COLLECTOR_IMAGE)" collector "$(local_tag COLLECTOR_IMAGE otelcol)" "" otelcol-nl2sql
 [[ "$wanted" != *" jaeger "* ]] || choose JAEGER_IMAGE "$(official JAEGER_IMAGE)" jaeger "$(local_tag JAEGER_IMAGE jaeger)" "" jaeger
 [[ "$wanted" != *" prometheus "* ]] || choose PROMETHEUS_IMAGE "$(official PROMETHEUS_IMAGE)" prometheus "$(local_tag PROMETHEUS_IMAGE prometheus)" "prometheus" prometheus promtool
+[[ "$wanted" != *" alertmanager "* ]] || choose ALERTMANAGER_IMAGE "$(official ALERTMANAGER_IMAGE)" alertmanager "$(local_tag ALERTMANAGER_IMAGE alertmanager)" "alertmanager" alertmanager amtool
 [[ "$wanted" != *" victorialogs "* ]] || choose VICTORIALOGS_IMAGE "$(official VICTORIALOGS_IMAGE)" victorialogs "$(local_tag VICTORIALOGS_IMAGE victoria-logs)" "" victoria-logs
 [[ "$wanted" != *" probe "* ]] || probe_image
 mv -f "$ENV_OUT.tmp" "$ENV_OUT"

@@ -6,7 +6,8 @@
 #   scripts/build-tools.sh probe jaeger
 #
 # Tools: probe, docker-compose, builder, otelcol-nl2sql, jaeger, prometheus (+ promtool), victorialogs,
-# telemetrygen, helm (checks deploy/helm: lint and template; it never talks to a cluster).
+# telemetrygen, helm (checks deploy/helm: lint and template; it never talks to a cluster), sloth,
+# alertmanager (+ amtool).
 # Each tool is skipped when it was already built from the same inputs: the stamp is a hash of its
 # wrapper module (tools/NAME/go.mod + go.sum, or collector/manifest.yaml) and the Go version.
 # GOMODCACHE and GOCACHE are Go's defaults, so a second run on the same machine is warm.
@@ -125,6 +126,32 @@ build_helm() {
     gobuild helm helm helm.sh/helm/v4/cmd/helm -ldflags "-s -w -X $v.version=v4.3.2 -X $v.gitTreeState=clean"
 }
 
+build_sloth() {
+    gobuild sloth sloth github.com/slok/sloth/cmd/sloth -ldflags "-s -w -X github.com/slok/sloth/internal/info.Version=v0.16.0"
+}
+
+build_alertmanager() {
+    # The module ships without ui/app/dist (the built web UI its //go:embed needs): build from a copy
+    # of the module (verified against tools/alertmanager/go.sum) with stub pages there.
+    local src="$CACHE/build/alertmanager" mod
+    mod="$(cd "$ROOT/tools/alertmanager" && go mod download -json github.com/prometheus/alertmanager | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$mod" ]] || { log "alertmanager: go mod download gave no module directory"; return 1; }
+    rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$mod" "$src" && chmod -R u+w "$src"
+    # The two UIs' index pages (/ and /ui/) are placeholders pointing at the API; HTML is served only
+    # from its precompressed .gz (ui/web.go), so that is the file written.
+    local ui; for ui in elm mantine; do
+        mkdir -p "$src/ui/app/dist/$ui"
+        echo '<!doctype html><title>Alertmanager</title><p>Local build without the web UI: use the API, /api/v2/alerts and /api/v2/silences.</p>' \
+            | gzip -9n >"$src/ui/app/dist/$ui/index.html.gz"
+    done
+    local v=github.com/prometheus/common/version
+    local ld="-s -w -X $v.Version=0.35.0 -X $v.Revision=v0.35.0 -X $v.Branch=v0.35.0 -X $v.BuildUser=nl2sql-obs"
+    local b; for b in alertmanager amtool; do
+        (cd "$src" && go build -p "$PAR" -mod=readonly -ldflags "$ld" -o "$TOOLS/$b.tmp" "./cmd/$b")
+        mv -f "$TOOLS/$b.tmp" "$TOOLS/$b"
+    done
+}
+
 build_otelcol_nl2sql() {
     # ocb generates a main module from collector/manifest.yaml (outside the checkout) and compiles it.
     local src="$CACHE/build/otelcol-nl2sql"
@@ -173,6 +200,8 @@ one() {
         jaeger)         inputs=("$ROOT/tools/jaeger/go.mod" "$ROOT/tools/jaeger/go.sum"); bins=(jaeger) ;;
         prometheus|promtool) name=prometheus; inputs=("$ROOT/tools/prometheus/go.mod" "$ROOT/tools/prometheus/go.sum"); bins=(prometheus promtool) ;;
         victorialogs|victoria-logs) name=victorialogs; inputs=("$ROOT/tools/victorialogs/go.mod" "$ROOT/tools/victorialogs/go.sum"); bins=(victoria-logs) ;;
+        sloth)          inputs=("$ROOT/tools/sloth/go.mod" "$ROOT/tools/sloth/go.sum"); bins=(sloth) ;;
+        alertmanager|amtool) name=alertmanager; inputs=("$ROOT/tools/alertmanager/go.mod" "$ROOT/tools/alertmanager/go.sum"); bins=(alertmanager amtool) ;;
         telemetrygen)   inputs=("$ROOT/tools/telemetrygen/go.mod" "$ROOT/tools/telemetrygen/go.sum"); bins=(telemetrygen) ;;
         helm)           inputs=("$ROOT/tools/helm/go.mod" "$ROOT/tools/helm/go.sum"); bins=(helm) ;;
         otelcol|otelcol-nl2sql)
@@ -194,6 +223,6 @@ one() {
 }
 
 if (($# == 0)); then
-    set -- probe docker-compose jaeger prometheus victorialogs telemetrygen helm otelcol-nl2sql
+    set -- probe docker-compose jaeger prometheus victorialogs telemetrygen helm otelcol-nl2sql sloth alertmanager
 fi
 for t in "$@"; do one "$t"; done

@@ -15,9 +15,11 @@ cd "$ROOT" || exit 1
 export NL2SQL_OBS_TOOLS="${NL2SQL_OBS_TOOLS:-$HOME/.cache/nl2sql-obs/bin}"
 # compose/.env names it relative to compose/; an absolute path works from anywhere
 export GRAFANA_ADMIN_PASSWORD_FILE="${GRAFANA_ADMIN_PASSWORD_FILE:-$ROOT/var/grafana-admin-password}"
+export ALERT_PAGE_WEBHOOK_URL_FILE="${ALERT_PAGE_WEBHOOK_URL_FILE:-$ROOT/var/alertmanager/page-webhook-url}"
+export ALERT_TICKET_WEBHOOK_URL_FILE="${ALERT_TICKET_WEBHOOK_URL_FILE:-$ROOT/var/alertmanager/ticket-webhook-url}"
 ENV_FILE="$ROOT/compose/.env"
 IMAGES_ENV="${NL2SQL_OBS_IMAGES_ENV:-$(dirname "$NL2SQL_OBS_TOOLS")/images.env}"
-IMAGE_VARS=(COLLECTOR_IMAGE JAEGER_IMAGE PROMETHEUS_IMAGE VICTORIALOGS_IMAGE PROBE_IMAGE GRAFANA_IMAGE)
+IMAGE_VARS=(COLLECTOR_IMAGE JAEGER_IMAGE PROMETHEUS_IMAGE ALERTMANAGER_IMAGE VICTORIALOGS_IMAGE PROBE_IMAGE GRAFANA_IMAGE)
 
 read -r -a _compose_files <<<"${COMPOSE_FILES:-compose/docker-compose.yml}"
 COMPOSE_ARGS=()

@@ -31,6 +31,19 @@ elif [[ ! -s "$pwfile" ]]; then
 fi
 chmod 644 "$pwfile"
 
+# 1b. Alertmanager's receivers read their webhook URLs from files (it expands no variables): written
+#     from ALERT_PAGE_WEBHOOK_URL / ALERT_TICKET_WEBHOOK_URL (environment, else compose/.env) at every
+#     start. 0644 inside the 0700 var/ directory: Alertmanager (uid 65534) reads them through a bind mount.
+for kind in PAGE TICKET; do
+  urlvar="ALERT_${kind}_WEBHOOK_URL" filevar="ALERT_${kind}_WEBHOOK_URL_FILE"
+  url="${!urlvar:-$(env_value "$urlvar")}"
+  [[ "$url" =~ ^https?://[^[:space:]]+$ ]] || die "$urlvar must be an http(s) URL, got '${url}' (compose/.env or the environment)"
+  mkdir -p "$(dirname "${!filevar}")"
+  chmod 700 "$(dirname "${!filevar}")"
+  printf '%s' "$url" >"${!filevar}"
+  chmod 644 "${!filevar}"
+done
+
 # 2. Images: the environment wins, then images.env (written by `make images`: the official image when
 #    pullable, else a local FROM-scratch build), then compose/.env's pinned tags.
 load_images_env
@@ -121,6 +134,7 @@ cat <<EOF2
   $grafana_line
   Jaeger        $jaeger_line
   Prometheus    $prometheus_line
+  Alertmanager  http://$(url alertmanager 9093)/   (alerts and silences; a local build has no web UI: /api/v2/alerts)
   VictoriaLogs  http://$(url victorialogs 9428)/select/vmui   (logs; LogsQL API at /select/logsql/query)
   OTLP gRPC     $(url collector 4317)        OTLP HTTP  http://$(url collector 4318)
   Collector     http://$(url collector 13133)/   (health)

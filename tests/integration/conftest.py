@@ -14,6 +14,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,9 @@ from pathlib import Path
 import pytest
 from stackkit import (
     BACKENDS,
+    CI_SLO_FILE,
+    COMPOSE_FILE,
+    COMPOSE_OVERRIDES,
     FIGURES,
     GRAFANA_SKIP_REASON,
     IMAGE_VARS,
@@ -110,6 +114,35 @@ def missing_images(env: dict[str, str]) -> str | None:
     return None
 
 
+def _ci_alert_rules(tmp: Path) -> Path:
+    """A compose override whose Prometheus loads the product's rules plus the burn-rate rules that
+    scripts/slo_rules.py generates from the test-only tests/integration/slo-ci.yml (test_9_alerts)."""
+    rules = tmp / "rules"
+    rules.mkdir()
+    for f in (ROOT / "prometheus" / "rules").glob("*.yml"):
+        shutil.copy(f, rules / f.name)
+    gen = tmp / "generated"
+    proc = subprocess.run(
+        [sys.executable, ROOT / "scripts" / "slo_rules.py", "--slo-file", CI_SLO_FILE, "--out", gen],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.copy(gen / "prometheus" / "rules" / "slo-burn-rates.yml", rules / "ci-slo-burn-rates.yml")
+    # Prometheus runs as nobody: the copies must be readable by it
+    rules.chmod(0o755)
+    for f in rules.iterdir():
+        f.chmod(0o644)
+    override = tmp / "compose.ci-rules.yml"
+    override.write_text(
+        f"services:\n  prometheus:\n    volumes:\n      - {rules}:/etc/prometheus/rules:ro\n",
+        encoding="utf-8",
+    )
+    return override
+
+
 @contextlib.contextmanager
 def running_stack(
     tmp_path_factory: pytest.TempPathFactory,
@@ -128,6 +161,13 @@ def running_stack(
     secret = tmp_path_factory.mktemp("grafana") / "admin-password"
     secret.write_text("not-used-by-the-integration-tests\n")
     env["GRAFANA_ADMIN_PASSWORD_FILE"] = str(secret)
+    # Alertmanager's receivers read their URLs from these files at each notification: tests that
+    # start a receiver rewrite them in place (test_9_alerts). Nothing listens at the default.
+    for kind in ("PAGE", "TICKET"):
+        url_file = secret.parent / f"{kind.lower()}-webhook-url"
+        url_file.write_text("http://127.0.0.1:9/nobody-listens")
+        url_file.chmod(0o644)
+        env[f"ALERT_{kind}_WEBHOOK_URL_FILE"] = str(url_file)
     env.update(extra_env or {})
     s = Stack(env=env, wait_for=services)
     if files is not None:
@@ -155,6 +195,10 @@ def running_stack(
         )
         wait_until(lambda: s.get_json(f"{s.jaeger}/api/services") is not None, timeout=60, what="Jaeger API")
         wait_until(lambda: s.logs("*", limit=1) is not None, timeout=60, what="VictoriaLogs API")
+        if "alertmanager" in services:
+            wait_until(
+                lambda: s.get_json(f"{s.alertmanager}/api/v2/status"), timeout=60, what="Alertmanager API"
+            )
         yield s
     finally:
         try:
@@ -182,7 +226,8 @@ def stack_factory(
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack (collector, Jaeger, Prometheus, VictoriaLogs) up and healthy, with fresh volumes;
     removed after."""
-    with running_stack(tmp_path_factory) as s:
+    files = [COMPOSE_FILE, *COMPOSE_OVERRIDES, _ci_alert_rules(tmp_path_factory.mktemp("ci-rules"))]
+    with running_stack(tmp_path_factory, files=files) as s:
         yield s
 
 

@@ -23,15 +23,24 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
+# the test-only SLO file whose generated rules the integration stack loads beside the product's
+CI_SLO_FILE = ROOT / "tests" / "integration" / "slo-ci.yml"
 # extra compose files layered on top (e.g. to try a flag before changing the product's file)
 COMPOSE_OVERRIDES = [
     Path(p) for p in os.environ.get("NL2SQL_OBS_COMPOSE_OVERRIDES", "").split(os.pathsep) if p
 ]
 TOOLS = Path(os.environ.get("NL2SQL_OBS_TOOLS") or Path.home() / ".cache" / "nl2sql-obs" / "bin")
 IMAGES_ENV = Path(os.environ.get("NL2SQL_OBS_IMAGES_ENV") or TOOLS.parent / "images.env")
-BACKENDS = ("collector", "jaeger", "prometheus", "victorialogs")
+BACKENDS = ("collector", "jaeger", "prometheus", "alertmanager", "victorialogs")
 # compose variables naming the images the integration stack runs (scripts/build-images.sh writes them)
-IMAGE_VARS = ("COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE", "VICTORIALOGS_IMAGE", "PROBE_IMAGE")
+IMAGE_VARS = (
+    "COLLECTOR_IMAGE",
+    "JAEGER_IMAGE",
+    "PROMETHEUS_IMAGE",
+    "ALERTMANAGER_IMAGE",
+    "VICTORIALOGS_IMAGE",
+    "PROBE_IMAGE",
+)
 # compose variables of the host ports (compose/.env); each stack gets free ones
 PORT_VARS = (
     "OTLP_GRPC_PORT",
@@ -39,6 +48,7 @@ PORT_VARS = (
     "COLLECTOR_HEALTH_PORT",
     "JAEGER_UI_PORT",
     "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
     "VICTORIALOGS_PORT",
     "GRAFANA_PORT",
 )
@@ -231,6 +241,10 @@ class Stack:
     @property
     def prometheus(self) -> str:
         return f"http://{LOCALHOST}:{self.ports['PROMETHEUS_PORT']}"
+
+    @property
+    def alertmanager(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports['ALERTMANAGER_PORT']}"
 
     @property
     def victorialogs(self) -> str:

@@ -25,7 +25,15 @@ from typing_extensions import Self
 
 SERVICE = "nl2sql"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-ALERT_RULES = ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml"
+# Grafana's alert rules: the pipeline's and the two generated from slo/nl2sql.yml
+ALERT_RULES = (
+    ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml",
+    ROOT / "grafana" / "provisioning" / "alerting" / "slo-rules.yaml",
+)
+
+
+def _grafana_rules() -> list[dict[str, Any]]:
+    return [r for f in ALERT_RULES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]]
 
 
 class _Poller:
@@ -331,6 +339,7 @@ def _fill(expr: str, env: str, window: str) -> str:
         "service": ".*",
         "tenant": ".*",
         "node": ".*",
+        "slo": ".*",
         "__rate_interval": "1m",
         "__interval": "15s",
         "__range": window,
@@ -412,23 +421,19 @@ def test_every_dashboard_query_returns_data(stack: Stack, main_run: DemoRun) -> 
 
 
 def _alert_rule(uid_part: str) -> tuple[str, str, float]:
-    doc = yaml.safe_load(ALERT_RULES.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            if uid_part in rule["uid"]:
-                expr = next(d["model"]["expr"] for d in rule["data"] if d["datasourceUid"] != "__expr__")
-                threshold = next(d["model"] for d in rule["data"] if d["model"].get("type") == "threshold")
-                ev = threshold["conditions"][0]["evaluator"]
-                return expr, ev["type"], float(ev["params"][0])
+    for rule in _grafana_rules():
+        if uid_part in rule["uid"]:
+            expr = next(d["model"]["expr"] for d in rule["data"] if d["datasourceUid"] != "__expr__")
+            threshold = next(d["model"] for d in rule["data"] if d["model"].get("type") == "threshold")
+            ev = threshold["conditions"][0]["evaluator"]
+            return expr, ev["type"], float(ev["params"][0])
     raise AssertionError(f"no alert rule with uid containing {uid_part}")
 
 
 def test_every_alert_rule_query_returns_data(stack: Stack, main_run: DemoRun) -> None:
-    doc = yaml.safe_load(ALERT_RULES.read_text())
     exprs = {
         rule["uid"]: d["model"]["expr"]
-        for group in doc["groups"]
-        for rule in group["rules"]
+        for rule in _grafana_rules()
         for d in rule["data"]
         if d["datasourceUid"] != "__expr__" and not _needs_scale_out(d["model"]["expr"])
     }

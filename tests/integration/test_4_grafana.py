@@ -59,8 +59,8 @@ def test_grafana_provisions_datasources_dashboards_and_alerts(grafana: tuple[str
     ds = s.get(f"{url}/api/datasources", auth=auth, timeout=10)
     assert ds.status_code == 200, ds.text
     uids = {d["uid"] for d in ds.json()}
-    assert {"prometheus", "jaeger", "victorialogs"} <= uids
+    assert {"prometheus", "jaeger", "victorialogs", "alertmanager"} <= uids
     boards = s.get(f"{url}/api/search", params={"type": "dash-db"}, auth=auth, timeout=10).json()
-    assert {"nl2sql-overview"} <= {b["uid"] for b in boards}
+    assert {"nl2sql-overview", "nl2sql-slos"} <= {b["uid"] for b in boards}
     rules = s.get(f"{url}/api/v1/provisioning/alert-rules", auth=auth, timeout=10).json()
-    assert {"nl2sql-node-latency-high", "nl2sql-validation-failure-rate-high"} <= {r["uid"] for r in rules}
+    assert {"nl2sql-slo-node-latency", "nl2sql-slo-sql-validation"} <= {r["uid"] for r in rules}

@@ -22,7 +22,8 @@ import yaml
 from demo import DemoRun, demo
 from stackkit import FIGURES, ROOT, Stack, wait_until
 
-ALERT_RULES = ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml"
+# the SLO rules Grafana evaluates, generated from slo/nl2sql.yml
+ALERT_RULES = ROOT / "grafana" / "provisioning" / "alerting" / "slo-rules.yaml"
 PACKAGED_PRICES = ROOT / "bootstrap" / "nl2sql_observability" / "prices.json"
 DEMO_MODEL = "nl2sql-sim-1"  # nl2sql_observability.demo.llm.MODEL_NAME
 
@@ -70,7 +71,7 @@ def two(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> TwoServices:
     run_a = demo(
         stack,
         work / "a",
-        requests=40,
+        requests=60,  # above the validation alert's traffic floor (50 in 15m, slo/nl2sql.yml)
         failure_rate=0.0,
         seed=21,
         tenants=("acme", "globex"),
@@ -79,7 +80,7 @@ def two(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> TwoServices:
     run_b = demo(
         stack,
         work / "b",
-        requests=40,
+        requests=60,  # above the validation alert's traffic floor (50 in 15m, slo/nl2sql.yml)
         failure_rate=0.5,
         seed=22,
         tenants=("acme", "initech"),
@@ -94,7 +95,7 @@ def two(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> TwoServices:
     run_a.wait().check()
     run_b.wait().check()
     FIGURES.put(
-        "two services side by side (2 x 40 questions)", f"{max(run_a.wall_s, run_b.wall_s):.1f}s wall"
+        "two services side by side (2 x 60 questions)", f"{max(run_a.wall_s, run_b.wall_s):.1f}s wall"
     )
     return TwoServices(
         environment,

@@ -51,6 +51,8 @@ def bare_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "NL2SQL_OBS_IMAGES_ENV": str(tmp_path / "no-images.env"),
             "COMPOSE_PROJECT_NAME": f"nl2sqlup{os.urandom(4).hex()}",
             "GRAFANA_ADMIN_PASSWORD_FILE": str(tmp_path / "var" / "grafana-admin-password"),
+            "ALERT_PAGE_WEBHOOK_URL_FILE": str(tmp_path / "var" / "alertmanager" / "page-webhook-url"),
+            "ALERT_TICKET_WEBHOOK_URL_FILE": str(tmp_path / "var" / "alertmanager" / "ticket-webhook-url"),
             "GRAFANA_IMAGE": grafana,
             "UP_TIMEOUT": "240",
         }
@@ -84,7 +86,7 @@ def test_make_up_becomes_healthy_without_go(bare_env: dict[str, str]) -> None:
     assert ps.returncode == 0, ps.stderr
     rows = [json.loads(line) for line in ps.stdout.splitlines() if line.strip()]
     state = {r["Service"]: (r.get("Health") or r.get("State"), r.get("ExitCode")) for r in rows}
-    for service in ("collector", "jaeger", "prometheus", "victorialogs"):
+    for service in ("collector", "jaeger", "prometheus", "alertmanager", "victorialogs"):
         assert state[service][0] == "healthy", state
     assert state["probe"] == ("exited", 0), state
     # the published ports are ours, on loopback: the user's default stack is not touched
@@ -93,7 +95,7 @@ def test_make_up_becomes_healthy_without_go(bare_env: dict[str, str]) -> None:
     inspect = _run(["docker", "inspect", *[r["ID"] for r in rows]], bare_env)
     binds = [m["Source"] for c in json.loads(inspect.stdout) for m in c["Mounts"] if m["Type"] == "bind"]
     assert binds
-    allowed = (str(ROOT), bare_env["GRAFANA_ADMIN_PASSWORD_FILE"])
+    allowed = (str(ROOT), str(Path(bare_env["GRAFANA_ADMIN_PASSWORD_FILE"]).parent))
     assert [b for b in binds if not b.startswith(allowed)] == [], binds
     if "grafana" not in state:
         assert "starting the stack without Grafana" in out

@@ -161,7 +161,7 @@ def recording_rules() -> dict[str, set[str]]:
         for group in load_yaml(f)["groups"]:
             for rule in group["rules"]:
                 if "record" in rule:
-                    names[rule["record"]] = set()
+                    names.setdefault(rule["record"], set()).update(rule.get("labels") or {})
     return names
 
 

@@ -138,7 +138,7 @@ def test_probe_is_built_in_docker_and_shared_by_volume() -> None:
 def test_health_gated_with_limits_and_volumes() -> None:
     rendered = render(COMPOSE)
     services = rendered["services"]
-    assert set(services) == BACKENDS | {"probe"}
+    assert set(services) == BACKENDS | {"probe", "alertmanager"}
     for name, svc in services.items():
         assert svc["deploy"]["resources"]["limits"]["memory"], name
         for v in svc["volumes"]:
@@ -156,13 +156,18 @@ def test_health_gated_with_limits_and_volumes() -> None:
         "collector-queue",
         "jaeger-badger",
         "prometheus-data",
+        "alertmanager-data",
         "victorialogs-data",
         "grafana-data",
     }
     assert services["collector"]["depends_on"].keys() == {"probe", "jaeger", "prometheus", "victorialogs"}
     # commands carry every argument (local FROM-scratch images have only an ENTRYPOINT)
-    for name in ("collector", "jaeger", "prometheus", "victorialogs"):
+    for name in ("collector", "jaeger", "prometheus", "alertmanager", "victorialogs"):
         assert services[name]["command"], name
+    # Alertmanager: receivers' URLs from secret files (it expands no variables), Grafana sends to it
+    am = services["alertmanager"]
+    assert {s["source"] for s in am["secrets"]} == {"alert_page_webhook_url", "alert_ticket_webhook_url"}
+    assert services["grafana"]["depends_on"]["alertmanager"]["condition"] == "service_healthy"
     prom = " ".join(services["prometheus"]["command"])
     for flag in (
         "--web.enable-otlp-receiver",

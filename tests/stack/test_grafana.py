@@ -13,6 +13,21 @@ from .conftest import ROOT, load_yaml
 GRAFANA = ROOT / "grafana"
 PROV = GRAFANA / "provisioning"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+# Grafana's alert rules: the pipeline's (hand-written) and the SLO ones generated from slo/nl2sql.yml
+RULE_FILES = (PROV / "alerting" / "rules.yaml", PROV / "alerting" / "slo-rules.yaml")
+# their promtool mirrors (not loaded by Prometheus)
+MIRRORS = (
+    ROOT / "prometheus" / "tests" / "alert-conditions.yml",
+    ROOT / "prometheus" / "tests" / "slo-grafana-conditions.yml",
+)
+
+
+def grafana_rules() -> list[dict[str, Any]]:
+    return [r for f in RULE_FILES for g in load_yaml(f)["groups"] for r in g["rules"]]
+
+
+def mirror_rules() -> list[dict[str, Any]]:
+    return [r for f in MIRRORS for g in load_yaml(f)["groups"] for r in g["rules"]]
 
 
 def datasource_uids() -> set[str]:
@@ -37,9 +52,16 @@ def uids_in(obj: Any) -> set[str]:
 
 
 def test_datasources_have_fixed_uids_and_cross_links() -> None:
-    assert datasource_uids() == {"prometheus", "jaeger", "victorialogs"}
+    assert datasource_uids() == {"prometheus", "jaeger", "victorialogs", "alertmanager"}
     (f,) = (PROV / "datasources").glob("*.y*ml")
     by_uid = {ds["uid"]: ds for ds in load_yaml(f)["datasources"]}
+    # every alert and silence of the stack's Alertmanager; Grafana's rules reach it via the contact point
+    am = by_uid["alertmanager"]
+    assert (am["type"], am["url"], am["jsonData"]["implementation"]) == (
+        "alertmanager",
+        "http://alertmanager:9093",
+        "prometheus",
+    )
     dest = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
     assert dest == [
         {"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": dest[0]["urlDisplayLabel"]}
@@ -122,17 +144,13 @@ def test_alerting_provisioning_can_start_and_route() -> None:
     alerting = PROV / "alerting"
     contact = load_yaml(alerting / "contact-points.yaml")
     policies = load_yaml(alerting / "policies.yaml")
-    rules = load_yaml(alerting / "rules.yaml")
     receivers = {cp["name"] for cp in contact["contactPoints"]}
     assert policies["policies"][0]["receiver"] in receivers
     dashboards = {json.loads(f.read_text(encoding="utf-8"))["uid"] for f in DASHBOARDS}
-    all_rules = [r for g in rules["groups"] for r in g["rules"]]
+    all_rules = grafana_rules()
     assert {r["uid"] for r in all_rules} == {
-        "nl2sql-node-latency-high",
-        "nl2sql-validation-failure-rate-high",
-        "nl2sql-tenant-cost-over-budget",
-        "nl2sql-answered-ratio-low",
-        "nl2sql-negative-feedback-high",
+        "nl2sql-slo-node-latency",
+        "nl2sql-slo-sql-validation",
         "telemetry-dropped",
         "telemetry-sampler-losing-traces",
         "telemetry-loadbalancer-failing",
@@ -148,28 +166,24 @@ def test_alerting_provisioning_can_start_and_route() -> None:
 
 
 def _grafana_thresholds() -> dict[str, tuple[str, float]]:
-    rules = load_yaml(PROV / "alerting" / "rules.yaml")
     out = {}
-    for g in rules["groups"]:
-        for r in g["rules"]:
-            expr = next(q["model"]["expr"] for q in r["data"] if q["datasourceUid"] == "prometheus")
-            cond = next(q for q in r["data"] if q["refId"] == r["condition"])["model"]["conditions"][0][
-                "evaluator"
-            ]
-            out[expr.strip()] = (cond["type"], float(cond["params"][0]))
+    for r in grafana_rules():
+        expr = next(q["model"]["expr"] for q in r["data"] if q["datasourceUid"] == "prometheus")
+        cond = next(q for q in r["data"] if q["refId"] == r["condition"])["model"]["conditions"][0][
+            "evaluator"
+        ]
+        out[expr.strip()] = (cond["type"], float(cond["params"][0]))
     return out
 
 
 def test_grafana_alert_thresholds_match_the_promtool_tested_mirror() -> None:
-    mirror = load_yaml(ROOT / "prometheus" / "tests" / "alert-conditions.yml")
     ops = {"gt": ">", "lt": "<"}
     grafana = _grafana_thresholds()
     mirrored = {}
-    for g in mirror["groups"]:
-        for r in g["rules"]:
-            m = re.fullmatch(r"\s*(\S+)\s*([<>])\s*([0-9.eE+-]+)\s*", r["expr"])
-            assert m, r["expr"]
-            mirrored[m.group(1)] = (m.group(2), float(m.group(3)), r["for"])
+    for r in mirror_rules():
+        m = re.fullmatch(r"\s*(\S+)\s*([<>])\s*([0-9.eE+-]+)\s*", r["expr"])
+        assert m, r["expr"]
+        mirrored[m.group(1)] = (m.group(2), float(m.group(3)), r["for"])
     assert set(mirrored) == set(grafana)
     for expr, (op, value) in grafana.items():
         assert (ops[op], value) == mirrored[expr][:2], expr
@@ -193,7 +207,7 @@ def _expanded_strings(obj: Any, in_rule: bool = False) -> Iterator[str]:
 
 def test_no_literal_dollar_left_unescaped_in_provisioning() -> None:
     """Grafana expands $VAR in provisioning files: template/PromQL dollars in expanded fields are $$."""
-    allowed_env = {"ALERT_WEBHOOK_URL"}
+    allowed_env = {"ALERTMANAGER_URL"}
     for f in PROV.rglob("*.y*ml"):
         for text in _expanded_strings(load_yaml(f)):
             for m in re.finditer(r"(\$+)\{?(\w+)", text):
@@ -239,17 +253,13 @@ def test_the_service_variable_filters_every_app_query() -> None:
 
 
 def test_app_alerts_name_the_service() -> None:
-    rules = load_yaml(PROV / "alerting" / "rules.yaml")
-    for g in rules["groups"]:
-        for r in g["rules"]:
-            if r["uid"].startswith("nl2sql-"):
-                for key in ("summary", "description"):
-                    assert 'index $labels "job"' in r["annotations"][key], (r["uid"], key)
-    mirror = load_yaml(ROOT / "prometheus" / "tests" / "alert-conditions.yml")
-    for g in mirror["groups"]:
-        for r in g["rules"]:
-            if r["alert"].startswith("NL2SQL"):
-                assert "$labels.job" in r["annotations"]["summary"], r["alert"]
+    for r in grafana_rules():
+        if r["uid"].startswith("nl2sql-"):
+            for key in ("summary", "description"):
+                assert 'index $labels "job"' in r["annotations"][key], (r["uid"], key)
+    for r in mirror_rules():
+        if r["alert"].startswith("NL2SQL"):
+            assert "$labels.job" in r["annotations"]["summary"], r["alert"]
     policies = load_yaml(PROV / "alerting" / "policies.yaml")
     assert "job" in policies["policies"][0]["group_by"], (
         "alerts of two services must not share a notification"
@@ -259,18 +269,16 @@ def test_app_alerts_name_the_service() -> None:
 def test_alert_annotations_are_not_escaped_for_env_expansion() -> None:
     """Grafana's alert file provisioning expands $VAR in labels but takes annotations raw (grafana#54975),
     so "$$labels" in an annotation would reach the template as "$$labels" and fail to render."""
-    rules = load_yaml(PROV / "alerting" / "rules.yaml")
-    for g in rules["groups"]:
-        for r in g["rules"]:
-            for key, text in r["annotations"].items():
-                assert "$$" not in text, (r["uid"], key, text)
-            for key, text in (r.get("labels") or {}).items():
-                assert "$" not in text, (r["uid"], key, "labels are env-expanded: write $$ for a literal $")
+    for r in grafana_rules():
+        for key, text in r["annotations"].items():
+            assert "$$" not in text, (r["uid"], key, text)
+        for key, text in (r.get("labels") or {}).items():
+            assert "$" not in text, (r["uid"], key, "labels are env-expanded: write $$ for a literal $")
 
 
 def test_datasource_plugins_are_installed_at_start() -> None:
     """Every datasource type Grafana does not ship is in the plugins compose has it install."""
-    builtin = {"prometheus", "jaeger"}
+    builtin = {"prometheus", "jaeger", "alertmanager"}
     types = {ds["type"] for f in (PROV / "datasources").glob("*.y*ml") for ds in load_yaml(f)["datasources"]}
     env = dict(
         line.split("=", 1)

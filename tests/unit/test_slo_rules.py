@@ -1,0 +1,73 @@
+"""scripts/slo_rules.py: bad SLO files get one clear line and exit 2, and write nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("slo_rules", ROOT / "scripts" / "slo_rules.py")
+    assert spec
+    assert spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["slo_rules"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+slo_rules = _generator()
+GOOD = (ROOT / "slo" / "nl2sql.yml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("objective: 99.5", "objective: 100"), "objectives.0.objective"),
+        (("window: 15m", "window: 15 minutes"), "is not a duration"),
+        (("min_events: 30", "min_events: -1"), "min_events"),
+        (("engine: grafana", "engine: nagios"), "engine"),
+        (("    histogram: nl2sql_request_duration_seconds\n", ""), "either errors and total, or histogram"),
+        (("group_by: [job, deployment_environment_name]", "group_by: [job, service.name]"), "label name"),
+        (("name: latency", "name: availability"), "unique: availability"),
+        (("histograms: native", "histograms: native\ncolour: blue"), "colour"),
+        (("version: nl2sql-slo/v1", "version: [unclosed"), "cannot read it as YAML"),
+    ],
+)
+def test_bad_slo_file_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: tuple[str, str], message: str
+) -> None:
+    old, new = change
+    assert old in GOOD
+    bad = tmp_path / "slo.yml"
+    bad.write_text(GOOD.replace(old, new, 1), encoding="utf-8")
+    out = tmp_path / "out"
+    code = slo_rules.main(["--slo-file", str(bad), "--out", str(out), "--sloth", sys.executable])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_sloth_is_one_line_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = slo_rules.main(["--sloth", str(tmp_path / "no-sloth"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "build-tools.sh sloth" in err
+
+
+def test_floor_is_in_every_window_of_every_objective() -> None:
+    slo = slo_rules.load(ROOT / "slo" / "nl2sql.yml")
+    spec = slo_rules.sloth_spec(slo)
+    for s, o in zip(spec["slos"], slo.objectives, strict=True):
+        floor = o.min_events if o.min_events is not None else slo.min_events
+        assert f">= {floor}" in s["sli"]["raw"]["error_ratio_query"], s["name"]
+        assert "{{.window}}" in s["sli"]["raw"]["error_ratio_query"]
