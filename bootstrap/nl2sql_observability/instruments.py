@@ -6,6 +6,7 @@ Everything goes to the global OpenTelemetry providers (set by the configurator) 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -25,6 +26,8 @@ def error_type_of(exc: BaseException) -> str:
     if isinstance(declared, str) and declared:
         return declared
     cls = type(exc)
+    if cls is asyncio.TimeoutError:  # Python 3.10's own class; 3.11 made it the builtin TimeoutError
+        return "TimeoutError"
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"

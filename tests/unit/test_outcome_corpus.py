@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +101,11 @@ def _explicit_named() -> None:
         set_outcome("empty_result")  # e.g. the app judged the answer empty
 
 
+# Python 3.10: the callbacks of an async chat model do not run in the graph run's context (asyncio tasks
+# take a context only from 3.11 on), so the failure reaches us only as the exception that ends the run:
+# `error`, not `llm_error` (README, "Known limits").
+ASYNC_CALLBACK_CONTEXT = sys.version_info >= (3, 11)
+
 CORPUS = [
     Case("agent answered", "answered", _agent(GOOD)),
     Case("agent empty", "empty_result", _agent(NONE)),
@@ -127,7 +133,12 @@ CORPUS = [
     Case("async answered", "answered", _pipe(GOOD, is_async=True)),
     Case("async empty", "empty_result", _pipe(NONE, is_async=True)),
     Case("async timeout", "timeout", _pipe(GOOD, is_async=True, hang_in_execute=True), "TimeoutError"),
-    Case("async llm error", "llm_error", _broken_llm(True), "ConnectionError"),
+    Case(
+        "async llm error",
+        "llm_error" if ASYNC_CALLBACK_CONTEXT else "error",
+        _broken_llm(True),
+        "ConnectionError",
+    ),
     Case(
         "async rejected",
         "validation_rejected",
