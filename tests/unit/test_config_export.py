@@ -283,7 +283,14 @@ def test_a_short_lived_app_with_a_dead_collector_says_at_exit_what_was_not_sent(
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     (at_exit,) = [r["message"] for r in records if r["message"].startswith("telemetry not sent at exit")]
     assert f"{SPANS} spans to http://127.0.0.1:{port}/v1/traces" in at_exit, at_exit
-    assert f"1 log record to http://127.0.0.1:{port}/v1/logs" in at_exit, at_exit
+    if sys.version_info[:3] not in NO_THREADS_AT_EXIT:
+        assert f"1 log record to http://127.0.0.1:{port}/v1/logs" in at_exit, at_exit
+
+
+# CPython 3.12.0-3.12.2 cannot start a thread at exit (gh-113964): the providers shut down one after
+# another, the spans' dead endpoint takes the whole budget, and the log record still queued in its
+# processor is not counted in the summary (a known gap on those versions only).
+NO_THREADS_AT_EXIT = {(3, 12, 0), (3, 12, 1), (3, 12, 2)}
 
 
 @pytest.mark.parametrize(
