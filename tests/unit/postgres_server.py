@@ -26,8 +26,10 @@ def _bin_dir() -> Path | None:
 def _traversable_tmp() -> str | None:
     """A temporary directory the `postgres` user can reach (the default one may be root-only)."""
     for candidate in (tempfile.gettempdir(), "/var/tmp", "/dev/shm"):
-        if os.path.isdir(candidate) and os.stat(candidate).st_mode & 0o001:
-            return candidate
+        path = Path(candidate).resolve()
+        # every folder on the way must be searchable by others (nox's TMPDIR may sit under a root-only /tmp)
+        if path.is_dir() and all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents)):
+            return str(path)
     return None
 
 
