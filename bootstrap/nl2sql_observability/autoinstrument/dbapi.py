@@ -76,6 +76,14 @@ def _ran(cursor: Any) -> None:
         request.query_ran(getattr(cursor, "description", None) is not None)
 
 
+def _record(record: Callable[[Any], Any], value: Any) -> None:
+    """Note a query's end for the request's outcome; bookkeeping never raises into the app's query."""
+    try:
+        record(value)
+    except Exception:  # pragma: no cover
+        _log.debug("recording a query's end failed", exc_info=True)
+
+
 def _traced(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def traced_execution(
@@ -86,15 +94,9 @@ def _traced(original: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 result = query_method(*a, **kw)
             except Exception as exc:
-                try:
-                    _failed(exc)
-                except Exception:  # pragma: no cover
-                    _log.debug("recording a failed query failed", exc_info=True)
+                _record(_failed, exc)
                 raise
-            try:
-                _ran(cursor)
-            except Exception:  # pragma: no cover
-                _log.debug("recording a query failed", exc_info=True)
+            _record(_ran, cursor)
             return result
 
         return original(self, cursor, query, *args, **kwargs)
@@ -112,15 +114,9 @@ def _traced_async(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
             try:
                 result = await query_method(*a, **kw)
             except Exception as exc:
-                try:
-                    _failed(exc)
-                except Exception:  # pragma: no cover
-                    _log.debug("recording a failed query failed", exc_info=True)
+                _record(_failed, exc)
                 raise
-            try:
-                _ran(cursor)
-            except Exception:  # pragma: no cover
-                _log.debug("recording a query failed", exc_info=True)
+            _record(_ran, cursor)
             return result
 
         return await original(self, cursor, query, *args, **kwargs)
