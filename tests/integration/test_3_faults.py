@@ -102,25 +102,40 @@ def test_jaeger_stopped_for_30s_loses_no_span(stack: Stack, tmp_path_factory: py
     assert "Traceback" not in run.stderr + run.stdout
     t0 = time.monotonic()
     traces = wait_for_traces(stack, run.summary["trace_ids"], timeout=180)
+    # every LLM call's span, named in the audit log, must reach Jaeger too. A trace can look complete
+    # (one root, no dangling parent) while a batch holding only leaf spans still waits in the
+    # collector's retry backoff (up to 30 s between attempts), so wait for the audited spans as well.
+    events = [json.loads(x) for x in run.audit_path.read_text().splitlines() if x.strip()]
+    assert events
+    audited: dict[str, set[str]] = {}
+    for e in events:
+        audited.setdefault(e["trace_id"], set()).add(e["span_id"])
+    complete_after: list[float] = []
 
-    def all_complete() -> bool:
-        for tid in run.summary["trace_ids"]:
+    def all_delivered() -> bool:
+        for tid in set(run.summary["trace_ids"]) | set(audited):
             t = stack.trace(tid)
             if t is None or not _complete(t):
                 return False
             traces[tid] = t
+        if not complete_after:
+            complete_after.append(time.monotonic() - t0)
+        missing = {
+            tid: sorted(want - {s["spanID"] for s in traces[tid]["spans"]})
+            for tid, want in audited.items()
+            if want - {s["spanID"] for s in traces[tid]["spans"]}
+        }
+        assert not missing, f"audited spans not in Jaeger yet: {missing}"
         return True
 
-    wait_until(all_complete, timeout=120, interval=2, what="every trace complete after the Jaeger outage")
-    FIGURES.put(
-        "Jaeger outage 30s: queued spans delivered", f"{time.monotonic() - t0:.1f}s after the demo ended"
+    wait_until(
+        all_delivered, timeout=180, interval=2, what="every trace and audited span after the Jaeger outage"
     )
-    # every LLM call's span, named in the audit log, is in Jaeger
-    events = [json.loads(x) for x in run.audit_path.read_text().splitlines() if x.strip()]
-    assert events
-    for e in events:
-        spans = {s["spanID"] for s in traces[e["trace_id"]]["spans"]}
-        assert e["span_id"] in spans, f"audited span {e['span_id']} missing from trace {e['trace_id']}"
+    FIGURES.put(
+        "Jaeger outage 30s: queued spans delivered",
+        f"traces complete {complete_after[0]:.1f}s, every audited span {time.monotonic() - t0:.1f}s "
+        "after the demo ended",
+    )
 
 
 def test_collector_restart_mid_run_app_recovers(
