@@ -107,6 +107,8 @@ class Telemetry:
     network_exporters: list[Any] = field(default_factory=list)
     batch_processors: list[Any] = field(default_factory=list)
     health: ExportHealth | None = None
+    # (batch processor, the watched network exporter it feeds): what is still queued at exit counts as unsent
+    queued_exports: list[tuple[Any, Any]] = field(default_factory=list)
     _shut_down: bool = False
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
@@ -144,8 +146,21 @@ class Telemetry:
                 _quiet_shutdown(exporter)
             _log.debug("telemetry shutdown exceeded %.1fs; unsent telemetry dropped", budget)
         if self.health is not None:
+            self._count_still_queued(self.health)
             self.health.warn_unsent()  # once: what never reached the collector (a short-lived app)
         return done
+
+    def _count_still_queued(self, health: ExportHealth) -> None:
+        """Items a batch processor never handed to its exporter (the deadline came first) count as not
+        sent, so the exit summary names them as well as the failed exports."""
+        for processor, exporter in self.queued_exports:
+            queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+            try:
+                left = len(queue) if queue is not None else 0
+            except Exception:  # an SDK without that queue: nothing to add
+                left = 0
+            if left:
+                health.sending(exporter.endpoint, exporter.signal, left)
 
     def _shutdown_in_this_thread(self, deadline: float) -> bool:
         """Sequential shutdown within `deadline`: each batch processor's worker thread (started long
@@ -318,6 +333,7 @@ def build_telemetry(
     delays = export_delays(settings)
     network: list[Any] = []
     batch: list[Any] = []
+    queued: list[tuple[Any, Any]] = []
 
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     tracer_provider.add_span_processor(BaggageSpanProcessor(_allowed_baggage_key))
@@ -336,6 +352,8 @@ def build_telemetry(
             )
         )
         tracer_provider.add_span_processor(batch[-1])
+        if name == "otlp":
+            queued.append((batch[-1], network[-1]))
     for processor in extra_span_processors:
         tracer_provider.add_span_processor(processor)
 
@@ -372,11 +390,20 @@ def build_telemetry(
             )
         )
         logger_provider.add_log_record_processor(batch[-1])
+        queued.append((batch[-1], network[-1]))
     for log_processor in extra_log_processors:
         logger_provider.add_log_record_processor(log_processor)
     # console: log lines go to stdout through the logging configuration, not via an exporter.
     return Telemetry(
-        resource, tracer_provider, meter_provider, logger_provider, settings, network, batch, health
+        resource,
+        tracer_provider,
+        meter_provider,
+        logger_provider,
+        settings,
+        network,
+        batch,
+        health,
+        queued_exports=queued,
     )
 
 
