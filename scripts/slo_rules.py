@@ -60,6 +60,12 @@ def _slug(v: str) -> str:
     return v
 
 
+def _alert_name(v: str) -> str:
+    if not _ALERT.match(v):
+        raise ValueError(f"{v!r}: an alert name is CamelCase letters and digits")
+    return v
+
+
 def _labels(v: list[str]) -> list[str]:
     for label in v:
         if not _LABEL.match(label):
@@ -131,16 +137,43 @@ class Threshold(_Strict):
     _name = field_validator("name")(_slug)
     _durations = field_validator("window", "for_")(_duration)
 
-    @field_validator("alert")
-    @classmethod
-    def _alert(cls, v: str) -> str:
-        if not _ALERT.match(v):
-            raise ValueError(f"{v!r}: an alert name is CamelCase letters and digits")
-        return v
+    _alert = field_validator("alert")(_alert_name)
 
     def model_post_init(self, _: Any) -> None:
         if sum(x is not None for x in (self.ratio, self.quantile, self.per_hour)) != 1:
             raise ValueError(f"threshold {self.name}: set exactly one of ratio, quantile, per_hour")
+
+
+class Rate(_Strict):
+    """The summed per-second rate of counters (items lost by the collector, say)."""
+
+    counters: list[str] = Field(min_length=1)
+    unit: str = Field(pattern=r"^[a-z][a-z ]{0,30}$")
+
+
+class PipelineAlert(_Strict):
+    """An alert on the telemetry pipeline's own metrics (the collectors'): one per Prometheus, summed
+    over every collector, no per-service split. Prometheus evaluates it."""
+
+    name: str
+    alert: str
+    description: str
+    runbook: str
+    severity: Literal["page", "ticket"] = "ticket"
+    ratio: Ratio | None = None
+    rate: Rate | None = None
+    above: float = Field(ge=0)
+    window: str
+    for_: str = Field(alias="for")
+    min_events: int | None = Field(default=None, ge=0)
+
+    _name = field_validator("name")(_slug)
+    _durations = field_validator("window", "for_")(_duration)
+    _alert = field_validator("alert")(_alert_name)
+
+    def model_post_init(self, _: Any) -> None:
+        if (self.ratio is None) == (self.rate is None):
+            raise ValueError(f"pipeline alert {self.name}: set exactly one of ratio, rate")
 
 
 class Absent(_Strict):
@@ -162,14 +195,19 @@ class SloFile(_Strict):
     objectives: list[Objective]
     thresholds: list[Threshold] = []
     absent: Absent | None = None
+    pipeline: list[PipelineAlert] = []
 
     _group_by = field_validator("group_by")(_labels)
 
     def model_post_init(self, _: Any) -> None:
         names = [o.name for o in self.objectives] + [t.name for t in self.thresholds]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"names must be unique: {', '.join(dup)}")
+        names += [p.name for p in self.pipeline]
+        alerts = [t.alert for t in self.thresholds] + [p.alert for p in self.pipeline]
+        alerts += [self.absent.alert] if self.absent is not None else []
+        for what, values in (("names", names), ("alert names", alerts)):
+            dup = sorted({n for n in values if values.count(n) > 1})
+            if dup:
+                raise ValueError(f"{what} must be unique: {', '.join(dup)}")
 
 
 def load(path: Path) -> SloFile:
@@ -206,12 +244,7 @@ class Queries:
         """Error ratio of an objective over `window`; no series below the traffic floor."""
         g, floor = self.by(), self.floor(o.min_events)
         if o.errors is not None and o.total is not None:
-            return (
-                f"(\n  sum by ({g}) (rate({o.errors}[{window}]))\n"
-                f"  or sum by ({g}) (rate({o.total}[{window}])) * 0\n)\n"
-                f"/\n(\n  sum by ({g}) (rate({o.total}[{window}]))\n"
-                f"  and sum by ({g}) (increase({o.total}[{window}])) >= {floor}\n)"
-            )
+            return self.ratio(o.errors, o.total, window, floor, g)
         assert o.histogram is not None
         assert o.threshold_seconds is not None
         h, t = o.histogram, _num(o.threshold_seconds)
@@ -227,16 +260,22 @@ class Queries:
             f"  and sum by ({g}) (increase({h}_count[{window}])) >= {floor}\n)"
         )
 
+    @staticmethod
+    def ratio(errors: str, total: str, w: str, floor: int, g: str) -> str:
+        """errors / total over `w`, aggregated by `g` (all together when empty): 0 when nothing failed,
+        no series below the floor (at least `floor` events of `total` in the window)."""
+        agg = f"sum by ({g}) " if g else "sum"
+        return (
+            f"(\n  {agg}(rate({errors}[{w}]))\n"
+            f"  or {agg}(rate({total}[{w}])) * 0\n)\n"
+            f"/\n(\n  {agg}(rate({total}[{w}]))\n"
+            f"  and {agg}(increase({total}[{w}])) >= {floor}\n)"
+        )
+
     def threshold_value(self, t: Threshold) -> str:
         w, floor = t.window, self.floor(t.min_events)
         if t.ratio is not None:
-            g = self.by()
-            return (
-                f"(\n  sum by ({g}) (rate({t.ratio.errors}[{w}]))\n"
-                f"  or sum by ({g}) (rate({t.ratio.total}[{w}])) * 0\n)\n"
-                f"/\n(\n  sum by ({g}) (rate({t.ratio.total}[{w}]))\n"
-                f"  and sum by ({g}) (increase({t.ratio.total}[{w}])) >= {floor}\n)"
-            )
+            return self.ratio(t.ratio.errors, t.ratio.total, w, floor, self.by())
         if t.quantile is not None:
             q, h, g = t.quantile, t.quantile.histogram, self.by(t.quantile.by)
             if self.slo.histograms == "native":
@@ -255,6 +294,21 @@ class Queries:
             f"and sum by ({g}) (increase({p.events}[{w}])) >= {floor}"
         )
 
+    def pipeline_value(self, a: PipelineAlert) -> str:
+        """Summed over every collector; the floor counts the events the value is made of (the lost items
+        of a rate, the exports of a ratio)."""
+        w, floor = a.window, self.floor(a.min_events)
+        if a.ratio is not None:
+            return self.ratio(a.ratio.errors, a.ratio.total, w, floor, "")
+        assert a.rate is not None
+
+        counters = a.rate.counters
+
+        def summed(fn: str) -> str:
+            return "\n  + ".join(f"(sum({fn}({c}[{w}])) or vector(0))" for c in counters)
+
+        return f"(\n  {summed('rate')}\n)\nand\n(\n  {summed('increase')}\n) >= {floor}"
+
     def floor(self, own: int | None) -> int:
         return self.slo.min_events if own is None else own
 
@@ -263,7 +317,7 @@ def _num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() else repr(x)
 
 
-def record_name(t: Threshold) -> str:
+def record_name(t: Threshold | PipelineAlert) -> str:
     return f"nl2sql_slo:{t.name.replace('-', '_')}:{t.window}"
 
 
@@ -366,6 +420,34 @@ def _alert_rule(t: Threshold) -> dict[str, Any]:
     }
 
 
+def pipeline_rules(slo: SloFile) -> dict[str, Any]:
+    """The telemetry pipeline's alerts and the recordings they read (Prometheus evaluates them)."""
+    q = Queries(slo)
+    rules: list[dict[str, Any]] = [
+        {"record": record_name(a), "expr": q.pipeline_value(a) + "\n"} for a in slo.pipeline
+    ]
+    for a in slo.pipeline:
+        if a.ratio is not None:
+            value = "{{ $value | humanizePercentage }}"
+        else:
+            assert a.rate is not None
+            value = '{{ $value | printf "%.3g" }} ' + a.rate.unit + "/s"
+        rules.append(
+            {
+                "alert": a.alert,
+                "expr": f"{record_name(a)} > {_num(a.above)}\n",
+                "for": a.for_,
+                "labels": {"severity": a.severity, "component": "telemetry-pipeline"},
+                "annotations": {
+                    "summary": a.description,
+                    "description": f"Over {a.window}, all collectors: {value} (threshold {_num(a.above)}). "
+                    + a.runbook,
+                },
+            }
+        )
+    return {"groups": [{"name": "nl2sql-pipeline", "interval": "30s", "rules": rules}]}
+
+
 def grafana_mirror(slo: SloFile) -> dict[str, Any]:
     """The Grafana-evaluated alerts as Prometheus rules, for `promtool test rules` only."""
     rules = [_alert_rule(t) for t in slo.thresholds if t.engine == "grafana"]
@@ -446,6 +528,7 @@ def outputs(slo: SloFile, src_rel: str, sloth: str) -> dict[Path, str]:
         Path("slo/generated/sloth-spec.yml"): spec,
         Path("prometheus/rules/slo-burn-rates.yml"): HEADER.format(src=src_rel) + run_sloth(spec, sloth),
         Path("prometheus/rules/slo-alerts.yml"): _dump(prometheus_rules(slo), src_rel),
+        Path("prometheus/rules/slo-pipeline.yml"): _dump(pipeline_rules(slo), src_rel),
         Path("prometheus/tests/slo-grafana-conditions.yml"): _dump(grafana_mirror(slo), src_rel),
         Path("grafana/provisioning/alerting/slo-rules.yaml"): _dump(grafana_rules(slo), src_rel),
     }

@@ -25,11 +25,8 @@ from typing_extensions import Self
 
 SERVICE = "nl2sql"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-# Grafana's alert rules: the pipeline's and the two generated from slo/nl2sql.yml
-ALERT_RULES = (
-    ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml",
-    ROOT / "grafana" / "provisioning" / "alerting" / "slo-rules.yaml",
-)
+# Grafana's alert rules: the two generated from slo/nl2sql.yml
+ALERT_RULES = (ROOT / "grafana" / "provisioning" / "alerting" / "slo-rules.yaml",)
 
 
 def _grafana_rules() -> list[dict[str, Any]]:

@@ -219,7 +219,7 @@ def _datasource_exprs() -> Iterator[Expr]:
 
 
 def _rule_file_exprs() -> Iterator[Expr]:
-    for f in sorted((PROM / "rules").glob("*.yml")) + sorted((PROM / "tests").glob("alert-*.yml")):
+    for f in sorted((PROM / "rules").glob("*.yml")):
         for group in load_yaml(f)["groups"]:
             for rule in group["rules"]:
                 yield Expr(f"{f.relative_to(PROM)} {rule.get('record') or rule.get('alert')}", rule["expr"])

@@ -33,9 +33,10 @@ def test_there_are_expressions_from_every_source() -> None:
     for source in (
         "nl2sql-overview.json",
         "telemetry-pipeline.json",
-        "rules.yaml",
+        "slo-rules.yaml",
         "datasources.yaml",
         "rules/nl2sql.yml",
+        "rules/slo-pipeline.yml",
     ):
         assert source in wheres, source
 

@@ -75,14 +75,15 @@ def test_exactly_one_engine_evaluates_each_alert() -> None:
 
 
 def test_every_generated_alert_is_unit_tested() -> None:
-    tested = (ROOT / "prometheus" / "tests" / "slo_test.yml").read_text()
+    tests = ROOT / "prometheus" / "tests"
+    tested = (tests / "slo_test.yml").read_text() + (tests / "pipeline_test.yml").read_text()
     mirrored = {
         r["alert"]
         for g in load_yaml(ROOT / "prometheus" / "tests" / "slo-grafana-conditions.yml")["groups"]
         for r in g["rules"]
     }
     for alert in _prometheus_alerts() | mirrored:
-        assert f"alertname: {alert}" in tested, f"{alert} has no promtool test in slo_test.yml"
+        assert f"alertname: {alert}" in tested, f"{alert} has no promtool test in slo_test.yml / pipeline_test.yml"
 
 
 def test_alertmanager_config_is_valid(tool: Callable[[str], Path]) -> None:
