@@ -18,9 +18,7 @@ def test_check_config(tool: Callable[[str], Path]) -> None:
 
 
 def test_check_rules(tool: Callable[[str], Path]) -> None:
-    files = (
-        sorted((PROM / "rules").glob("*.yml")) + sorted((PROM / "tests").glob("slo-*.yml"))
-    )
+    files = sorted((PROM / "rules").glob("*.yml")) + sorted((PROM / "tests").glob("slo-*.yml"))
     assert files
     assert_ok(run([tool("promtool"), "check", "rules", *files]))
 

@@ -83,7 +83,9 @@ def test_every_generated_alert_is_unit_tested() -> None:
         for r in g["rules"]
     }
     for alert in _prometheus_alerts() | mirrored:
-        assert f"alertname: {alert}" in tested, f"{alert} has no promtool test in slo_test.yml / pipeline_test.yml"
+        assert f"alertname: {alert}" in tested, (
+            f"{alert} has no promtool test in slo_test.yml / pipeline_test.yml"
+        )
 
 
 def test_alertmanager_config_is_valid(tool: Callable[[str], Path]) -> None:
