@@ -38,6 +38,16 @@ GOOD = (ROOT / "slo" / "nl2sql.yml").read_text(encoding="utf-8")
         (("name: latency", "name: availability"), "unique: availability"),
         (("histograms: native", "histograms: native\ncolour: blue"), "colour"),
         (("version: nl2sql-slo/v1", "version: [unclosed"), "cannot read it as YAML"),
+        (("alert: TelemetryDropped", "alert: NL2SQLServiceSilent"), "alert names must be unique"),
+        (("      unit: items\n", "      unit: Items/s!\n"), "pipeline.0.rate.unit"),
+        (
+            (
+                "    ratio:\n      errors: otelcol_loadbalancer",
+                "    rate: {unit: x, counters: [y]}\n    ratio:\n      errors: otelcol_loadbalancer",
+            ),
+            "exactly one of ratio, rate",
+        ),
+        (("    runbook: >-\n      A sampler is down", "    runbok: >-\n      A sampler is down"), "runbook"),
     ],
 )
 def test_bad_slo_file_one_line_exit_2_nothing_written(
@@ -71,3 +81,19 @@ def test_floor_is_in_every_window_of_every_objective() -> None:
         floor = o.min_events if o.min_events is not None else slo.min_events
         assert f">= {floor}" in s["sli"]["raw"]["error_ratio_query"], s["name"]
         assert "{{.window}}" in s["sli"]["raw"]["error_ratio_query"]
+
+
+def test_ratios_are_counted_exactly_never_extrapolated() -> None:
+    """Every errors/total ratio (objectives, thresholds, pipeline) reads exact counts, not rate()/increase()
+    of the counters except for a series that reset."""
+    slo = slo_rules.load(ROOT / "slo" / "nl2sql.yml")
+    q = slo_rules.Queries(slo)
+    ratios = [q.error_ratio(o, "1h") for o in slo.objectives if o.errors is not None]
+    ratios += [q.threshold_value(t) for t in slo.thresholds if t.ratio is not None]
+    ratios += [q.pipeline_value(a) for a in slo.pipeline if a.ratio is not None]
+    assert len(ratios) >= 4
+    for expr in ratios:
+        assert "rate(" not in expr, expr
+        assert "last_over_time(" in expr
+        # increase() only as the fallback of a series that reset
+        assert expr.count("increase(") == expr.count("resets(") > 0, expr
