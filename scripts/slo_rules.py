@@ -37,6 +37,81 @@ _ALERT = re.compile(r"^[A-Z][A-Za-z0-9]{0,80}$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
+def _duration_text(secs: int) -> str:
+    for unit in ("w", "d", "h", "m"):
+        if secs % _UNIT_S[unit] == 0:
+            return f"{secs // _UNIT_S[unit]}{unit}"
+    return f"{secs}s"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Every duration of the generated rules divided by `factor` (1: as the SLO file says). A time-scaled
+    variant lets a test fire and deliver every alert through the real engines in minutes."""
+
+    factor: int = 1
+
+    def __call__(self, duration: str) -> str:
+        secs = seconds(duration)
+        if secs % self.factor:
+            raise ValueError(
+                f"--time-scale {self.factor}: {duration} is no whole number of seconds once divided"
+            )
+        return _duration_text(secs // self.factor)
+
+    def interval(self) -> str:
+        """Rule groups' evaluation interval: 30s, at least 1s when scaled."""
+        return f"{max(1, 30 // self.factor)}s"
+
+    def scale(self, slo: SloFile) -> SloFile:
+        if self.factor == 1:
+            return slo
+        a = slo.absent
+        return slo.model_copy(
+            update={
+                "thresholds": [
+                    t.model_copy(update={"window": self(t.window), "for_": self(t.for_)})
+                    for t in slo.thresholds
+                ],
+                "pipeline": [
+                    x.model_copy(update={"window": self(x.window), "for_": self(x.for_)})
+                    for x in slo.pipeline
+                ],
+                "absent": None
+                if a is None
+                else a.model_copy(
+                    update={k: self(getattr(a, k)) for k in ("sent_for", "silent_for", "forget_after")}
+                ),
+            }
+        )
+
+
+# Sloth's standard 30-day windows (its built-in catalog), written out only for a time-scaled variant.
+SLOTH_WINDOWS: dict[str, Any] = {
+    "sloPeriod": "30d",
+    "page": {
+        "quick": {"errorBudgetPercent": 2, "shortWindow": "5m", "longWindow": "1h"},
+        "slow": {"errorBudgetPercent": 5, "shortWindow": "30m", "longWindow": "6h"},
+    },
+    "ticket": {
+        "quick": {"errorBudgetPercent": 10, "shortWindow": "2h", "longWindow": "1d"},
+        "slow": {"errorBudgetPercent": 10, "shortWindow": "6h", "longWindow": "3d"},
+    },
+}
+
+
+def sloth_windows(clock: Clock) -> dict[str, Any]:
+    """Sloth's AlertWindows spec with every window divided by the clock's factor."""
+
+    def tier(t: dict[str, Any]) -> dict[str, Any]:
+        return {k: clock(v) if k.endswith("Window") else v for k, v in t.items()}
+
+    spec: dict[str, Any] = {"sloPeriod": clock(SLOTH_WINDOWS["sloPeriod"])}
+    for severity in ("page", "ticket"):
+        spec[severity] = {speed: tier(t) for speed, t in SLOTH_WINDOWS[severity].items()}
+    return {"apiVersion": "sloth.slok.dev/v1", "kind": "AlertWindows", "spec": spec}
+
+
 def seconds(duration: str) -> int:
     """'15m' -> 900 (Prometheus durations of one unit)."""
     m = _DURATION.match(duration)
@@ -365,27 +440,29 @@ def sloth_spec(slo: SloFile) -> dict[str, Any]:
     return {"version": "prometheus/v1", "service": slo.service, "slos": slos}
 
 
-def prometheus_rules(slo: SloFile) -> dict[str, Any]:
+def prometheus_rules(slo: SloFile, clock: Clock = Clock()) -> dict[str, Any]:
     """Threshold recordings (all engines), Prometheus' threshold alerts and the absent-data alert."""
     q = Queries(slo)
+    every = clock.interval()
     g = q.by()
     recordings = [{"record": record_name(t), "expr": q.threshold_value(t) + "\n"} for t in slo.thresholds]
-    groups: list[dict[str, Any]] = [{"name": "nl2sql-slo-thresholds", "interval": "30s", "rules": recordings}]
+    groups: list[dict[str, Any]] = [{"name": "nl2sql-slo-thresholds", "interval": every, "rules": recordings}]
     alerts = [_alert_rule(t) for t in slo.thresholds if t.engine == "prometheus"]
     if slo.absent is not None:
         a = slo.absent
-        minutes = seconds(a.sent_for) // 60
+        step, lookback = clock("1m"), clock("2m")
+        steps = seconds(a.sent_for) // seconds(step)
         established = f"nl2sql_slo:service_established:{a.sent_for}"
         groups.append(
             {
                 "name": "nl2sql-slo-absent",
-                "interval": "30s",
+                "interval": every,
                 "rules": [
                     {
                         # 1 while the service has been sending at every minute of the last sent_for.
                         "record": established,
                         "expr": f"group by ({g}) (\n  count_over_time((group by ({g}) (present_over_time("
-                        f"{a.series}[2m])))[{a.sent_for}:1m]) >= {minutes}\n)\n",
+                        f"{a.series}[{lookback}])))[{a.sent_for}:{step}]) >= {steps}\n)\n",
                     },
                 ],
             }
@@ -407,7 +484,7 @@ def prometheus_rules(slo: SloFile) -> dict[str, Any]:
                 },
             }
         )
-    groups.append({"name": "nl2sql-slo-alerts", "interval": "30s", "rules": alerts})
+    groups.append({"name": "nl2sql-slo-alerts", "interval": every, "rules": alerts})
     return {"groups": groups}
 
 
@@ -434,7 +511,7 @@ def _alert_rule(t: Threshold) -> dict[str, Any]:
     }
 
 
-def pipeline_rules(slo: SloFile) -> dict[str, Any]:
+def pipeline_rules(slo: SloFile, clock: Clock = Clock()) -> dict[str, Any]:
     """The telemetry pipeline's alerts and the recordings they read (Prometheus evaluates them)."""
     q = Queries(slo)
     rules: list[dict[str, Any]] = [
@@ -459,7 +536,7 @@ def pipeline_rules(slo: SloFile) -> dict[str, Any]:
                 },
             }
         )
-    return {"groups": [{"name": "nl2sql-pipeline", "interval": "30s", "rules": rules}]}
+    return {"groups": [{"name": "nl2sql-pipeline", "interval": clock.interval(), "rules": rules}]}
 
 
 def grafana_mirror(slo: SloFile) -> dict[str, Any]:
@@ -518,12 +595,18 @@ def _dump(data: dict[str, Any], src: str) -> str:
     return HEADER.format(src=src) + yaml.safe_dump(data, sort_keys=False, width=120, allow_unicode=True)
 
 
-def run_sloth(spec_text: str, sloth: str) -> str:
+def run_sloth(spec_text: str, sloth: str, clock: Clock = Clock()) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "spec.yml", Path(tmp) / "rules.yml"
         src.write_text(spec_text, encoding="utf-8")
+        cmd = [sloth, "generate", "--input", str(src), "--out", str(out), "--no-log"]
+        if clock.factor != 1:
+            windows = Path(tmp) / "windows"
+            windows.mkdir()
+            (windows / "scaled.yml").write_text(yaml.safe_dump(sloth_windows(clock)), encoding="utf-8")
+            cmd += ["--slo-period-windows-path", str(windows), "--default-slo-period", clock("30d")]
         proc = subprocess.run(
-            [sloth, "generate", "--input", str(src), "--out", str(out), "--no-log"],
+            cmd,
             capture_output=True,
             text=True,
             timeout=120,
@@ -535,14 +618,18 @@ def run_sloth(spec_text: str, sloth: str) -> str:
         return out.read_text(encoding="utf-8")
 
 
-def outputs(slo: SloFile, src_rel: str, sloth: str) -> dict[Path, str]:
+def outputs(slo: SloFile, src_rel: str, sloth: str, clock: Clock = Clock()) -> dict[Path, str]:
     """Every generated file (path relative to the repository root) and its text."""
+    slo = clock.scale(slo)
+    if clock.factor != 1:
+        src_rel += f" with every duration divided by {clock.factor} (--time-scale, for tests)"
     spec = _dump(sloth_spec(slo), src_rel)
     return {
         Path("slo/generated/sloth-spec.yml"): spec,
-        Path("prometheus/rules/slo-burn-rates.yml"): HEADER.format(src=src_rel) + run_sloth(spec, sloth),
-        Path("prometheus/rules/slo-alerts.yml"): _dump(prometheus_rules(slo), src_rel),
-        Path("prometheus/rules/slo-pipeline.yml"): _dump(pipeline_rules(slo), src_rel),
+        Path("prometheus/rules/slo-burn-rates.yml"): HEADER.format(src=src_rel)
+        + run_sloth(spec, sloth, clock),
+        Path("prometheus/rules/slo-alerts.yml"): _dump(prometheus_rules(slo, clock), src_rel),
+        Path("prometheus/rules/slo-pipeline.yml"): _dump(pipeline_rules(slo, clock), src_rel),
         Path("prometheus/tests/slo-grafana-conditions.yml"): _dump(grafana_mirror(slo), src_rel),
         Path("grafana/provisioning/alerting/slo-rules.yaml"): _dump(grafana_rules(slo), src_rel),
     }
@@ -559,7 +646,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sloth", default=str(tools / "sloth"), help="the sloth binary (scripts/build-tools.sh sloth)"
     )
+    parser.add_argument(
+        "--time-scale",
+        type=int,
+        default=1,
+        metavar="N",
+        help="divide every window, duration and evaluation interval by N (a test variant; default 1)",
+    )
     args = parser.parse_args(argv)
+    if args.time_scale < 1:
+        print(f"slo_rules: --time-scale {args.time_scale}: use a whole number >= 1", file=sys.stderr)
+        return 2
     if not Path(args.sloth).is_file():
         print(f"slo_rules: {args.sloth} not found: run `scripts/build-tools.sh sloth`", file=sys.stderr)
         return 2
@@ -567,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         slo = load(args.slo_file)
         src = args.slo_file.resolve()
         src_rel = str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else src.name
-        files = outputs(slo, src_rel, args.sloth)
+        files = outputs(slo, src_rel, args.sloth, Clock(args.time_scale))
     except ValueError as exc:
         print(f"slo_rules: {exc}", file=sys.stderr)
         return 2

@@ -97,3 +97,32 @@ def test_ratios_are_counted_exactly_never_extrapolated() -> None:
         assert "last_over_time(" in expr
         # increase() only as the fallback of a series that reset
         assert expr.count("increase(") == expr.count("resets(") > 0, expr
+
+
+@pytest.mark.parametrize(("factor", "message"), [("7", "no whole number of seconds"), ("0", ">= 1")])
+def test_bad_time_scale_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], factor: str, message: str
+) -> None:
+    out = tmp_path / "out"
+    code = slo_rules.main(["--time-scale", factor, "--out", str(out), "--sloth", sys.executable])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert not out.exists()
+
+
+def test_time_scale_divides_every_duration() -> None:
+    slo = slo_rules.load(ROOT / "slo" / "nl2sql.yml")
+    clock = slo_rules.Clock(60)
+    scaled = clock.scale(slo)
+    assert [t.window for t in scaled.thresholds] == [clock(t.window) for t in slo.thresholds]
+    assert scaled.thresholds[0].window == "15s"
+    assert scaled.absent is not None
+    assert (scaled.absent.sent_for, scaled.absent.silent_for) == ("30s", "10s")
+    assert {a.for_ for a in scaled.pipeline} == {"5s"}
+    windows = slo_rules.sloth_windows(clock)["spec"]
+    assert windows["sloPeriod"] == "12h"
+    assert windows["page"]["quick"] == {"errorBudgetPercent": 2, "shortWindow": "5s", "longWindow": "1m"}
+    absent = slo_rules.prometheus_rules(scaled, clock)["groups"][1]["rules"][0]["expr"]
+    assert "[2s])))[30s:1s]) >= 30" in absent
