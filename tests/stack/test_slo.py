@@ -64,6 +64,13 @@ def test_exactly_one_engine_evaluates_each_alert() -> None:
     slo = load_yaml(ROOT / "slo" / "nl2sql.yml")
     engines = {t["alert"]: t["engine"] for t in slo["thresholds"]}
     assert {a for a, e in engines.items() if e == "grafana"} == grafana
+    # the telemetry pipeline's alerts: Prometheus', one per stack, marked as the pipeline's
+    pipeline = load_yaml(ROOT / "prometheus" / "rules" / "slo-pipeline.yml")["groups"]
+    pipeline_alerts = {r["alert"]: r for g in pipeline for r in g["rules"] if "alert" in r}
+    assert set(pipeline_alerts) == {a["alert"] for a in slo["pipeline"]}
+    assert not set(pipeline_alerts) & grafana
+    for rule in pipeline_alerts.values():
+        assert rule["labels"]["component"] == "telemetry-pipeline", rule
     # Grafana notifies nobody itself: its one contact point is the stack's Alertmanager
     cps = load_yaml(ROOT / "grafana" / "provisioning" / "alerting" / "contact-points.yaml")["contactPoints"]
     receivers = [r for cp in cps for r in cp["receivers"]]
