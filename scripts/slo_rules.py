@@ -2,11 +2,12 @@
 
     python scripts/slo_rules.py            # write the generated files
     python scripts/slo_rules.py --check    # exit 1 when a committed file differs from what it gives
+    python scripts/slo_rules.py --time-scale 60 --out DIR   # every duration / 60, for an e2e test
 
 Burn-rate alerts come from Sloth (`sloth generate`, its prometheus/v1 spec, written here from our
-file); Sloth has no traffic floor, no threshold and no absent-data alert, so those are generated here
-from the same file, and the floor goes into the SLI queries Sloth is given. Bad input: one line on
-stderr, exit 2, no file written.
+file); Sloth has no traffic floor, no threshold, no absent-data and no telemetry-pipeline alert, so
+those are generated here from the same file, and the floor goes into the SLI queries Sloth is given.
+Ratios are counted exactly (see `counted`). Bad input: one line on stderr, exit 2, no file written.
 """
 
 from __future__ import annotations
