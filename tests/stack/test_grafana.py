@@ -146,8 +146,13 @@ def test_alerting_provisioning_can_start_and_route() -> None:
     dashboards = {json.loads(f.read_text(encoding="utf-8"))["uid"] for f in DASHBOARDS}
     all_rules = grafana_rules()
     assert {r["uid"] for r in all_rules} == {"nl2sql-slo-node-latency", "nl2sql-slo-sql-validation"}
-    # every rule file Grafana provisions is generated: no hand-written alert beside them
-    assert sorted(f.name for f in alerting.glob("*rules*.y*ml")) == ["slo-rules.yaml"]
+    # every rule Grafana provisions is generated: no other alerting file holds rule groups
+    with_groups = sorted(f.name for f in alerting.glob("*.y*ml") if load_yaml(f).get("groups"))
+    assert with_groups == ["slo-rules.yaml"]
+    # rules of earlier releases are deleted from an existing volume, and none of them is a live rule
+    retired = {r["uid"] for r in load_yaml(alerting / "retired.yaml")["deleteRules"]}
+    assert retired
+    assert not retired & {r["uid"] for r in all_rules}
     for r in all_rules:
         assert r["for"] == "5m", r["uid"]
         refs = {q["refId"] for q in r["data"]}
