@@ -73,9 +73,10 @@ def unit(session: nox.Session) -> None:
 
 # libfaketime moves the wall clock of every process that loads it (subprocesses inherit LD_PRELOAD and
 # FAKETIME); monotonic clocks stay real, so timeouts and polling still measure real time. A small shim
-# (tests/faketime/monotonic_sleep.c, why in its header) is loaded first so that time.sleep() works.
+# (tests/faketime/libfaketime_fixes.c, why in its header) is loaded first: it fixes what libfaketime
+# itself breaks (monotonic sleeps, a closed stdin/stdout, CPython's GIL waits).
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-SLEEP_SHIM = ROOT / "tests" / "faketime" / "monotonic_sleep.c"
+FAKETIME_FIXES = ROOT / "tests" / "faketime" / "libfaketime_fixes.c"
 FUTURE_OFFSET = "+365d"
 
 
@@ -86,8 +87,9 @@ def future(session: nox.Session) -> None:
         session.error(
             f"{LIBFAKETIME} is missing: install Debian's faketime (scripts/ci-prerequisites.sh does)"
         )
-    shim = Path(session.create_tmp()) / "monotonic_sleep.so"
-    session.run("cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(SLEEP_SHIM), "-ldl", external=True)
+    shim = Path(session.create_tmp()) / "libfaketime_fixes.so"
+    compile_shim = ["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(shim), str(FAKETIME_FIXES)]
+    session.run(*compile_shim, "-ldl", external=True)
     _pip(session)
     session.install("-c", "constraints.txt", "-e", ".[demo,test]")
     env = {
