@@ -58,11 +58,11 @@ lint: install ## ruff, mypy and shellcheck
 	shellcheck -x scripts/*.sh .ci/run
 
 # nox sessions (noxfile.py): unit-3.10 ... unit-3.13 against constraints.txt, lowest against the
-# lower bounds of pyproject's ranges (`nox -s future`, the clock a year ahead, is not in the default
-# list); virtualenvs in .nox are reused (-r). NOX_SESSIONS picks some.
+# lower bounds of pyproject's ranges, future with the clock a year ahead (libfaketime); virtualenvs in
+# .nox are reused (-r). NOX_SESSIONS picks some.
 NOX := $(VENV)/bin/nox -r
 
-unit: install ## unit tests on Python 3.10-3.13 and on the lowest allowed dependencies (nox)
+unit: install ## unit tests on Python 3.10-3.13, on the lowest allowed dependencies and a year ahead (nox)
 	$(NOX) $(if $(NOX_SESSIONS),-s $(NOX_SESSIONS))
 
 package: install ## build, check and smoke-test the sdist and wheel (alone, and beside an app's own pins)

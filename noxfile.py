@@ -2,9 +2,8 @@
 
 - `unit-3.10` ... `unit-3.13`: the package with its demo extra, locked by constraints.txt, on each
   Python that `requires-python` allows.
-- `future` (run it by name, not in the default list): the unit suite once more with the clock a year
-  ahead for the whole process tree (libfaketime, Debian's `faketime`), so a test that depends on
-  today's date shows itself.
+- `future`: the unit suite once more with the clock a year ahead for the whole process tree
+  (libfaketime, Debian's `faketime`), so a test that depends on today's date shows itself.
 - `lowest`: exactly the lower bound of every runtime and demo dependency, read from pyproject.toml,
   on the oldest Python: the ranges promise these versions work.
 - `package`, `wheel`, `wheel_beside_app` (`make package`): build the sdist and wheel, check them, install
@@ -39,9 +38,7 @@ PACKAGE = ROOT / "bootstrap" / "nl2sql_observability"
 # An app with its own pins, older than our locked set and inside our ranges.
 APP_PINS = ["opentelemetry-sdk==1.42.0", "pydantic==2.11.7", "langchain-core==1.5.0"]
 
-# `future` is not in the default list yet: under libfaketime some subprocess tests fail because of the
-# preload itself (it takes a closed stdout's file descriptor; an exiting CPython's GIL wait can fail).
-nox.options.sessions = [*(f"unit-{v}" for v in PYTHONS), "lowest"]
+nox.options.sessions = [*(f"unit-{v}" for v in PYTHONS), "lowest", "future"]
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 nox.options.default_venv_backend = "venv"
 

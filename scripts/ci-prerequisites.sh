@@ -15,6 +15,7 @@ command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)  # `make lint` c
 # `make unit` runs the unit suite once more a year ahead (nox session `future`, libfaketime)
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need_apt+=(faketime)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)  # ... with a small shim it compiles (tests/faketime)
+[[ -e /usr/include/pthread.h ]] || need_apt+=(libc6-dev)  # ... against glibc's headers
 # Prometheus' web UI is built from its module's web/ui (scripts/build-tools.sh; Node >= 18 and npm)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # the integration test of `make up` builds a stand-in Go image around a static shell
