@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -94,9 +93,8 @@ def future(session: nox.Session) -> None:
         "FAKETIME": FUTURE_OFFSET,
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
-    faked = str(session.run("python", "-c", "import time; print(int(time.time()))", env=env, silent=True))
-    if int(faked.strip()) - time.time() < 360 * 86400:
-        session.error(f"libfaketime did not move the clock a year ahead (the process saw {faked.strip()})")
+    # the clock is a year ahead and each repair of the shim holds, or the session stops here
+    session.run("python", str(FAKETIME_FIXES.with_name("check_fixes.py")), env=env)
     tests = session.posargs or ["tests/unit"]
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
 

@@ -77,10 +77,11 @@ static cond_init_fn glibc_cond_init;
 static cond_destroy_fn glibc_cond_destroy;
 static cond_timedwait_fn glibc_cond_timedwait;
 
-/* glibc (2.25 and later) keeps a condition variable's clock in bit 1 of __wrefs; checked at load. */
+/* glibc (2.25 and later) keeps a condition variable's clock in bit 1 of __wrefs (the other bits are
+ * waiter counts that change under us, hence the atomic load); checked at load. */
 static int is_monotonic(const pthread_cond_t *cond)
 {
-    return (cond->__data.__wrefs >> 1) & 1;
+    return (__atomic_load_n(&cond->__data.__wrefs, __ATOMIC_RELAXED) >> 1) & 1;
 }
 
 static void die(const char *message)
@@ -137,8 +138,8 @@ int pthread_cond_destroy(pthread_cond_t *cond)
 int pthread_cond_timedwait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *deadline)
 {
     pthread_once(&found, find_glibc_conds);
-    if (is_monotonic(cond)) {
-        return glibc_cond_timedwait(cond, mutex, deadline);
+    if (is_monotonic(cond) || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L) {
+        return glibc_cond_timedwait(cond, mutex, deadline); /* glibc refuses a bad deadline itself */
     }
     struct timespec fake, real, moved;
     clock_gettime(CLOCK_REALTIME, &fake); /* libfaketime's */
