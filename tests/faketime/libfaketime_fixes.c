@@ -14,18 +14,35 @@
  *    still wait for the GIL dies now and then ("take_gil: PyCOND_WAIT(gil->cond) failed"). They go
  *    straight to glibc here: a monotonic cond's deadline is real time already; a realtime cond's was
  *    computed from the fake wall clock, so it is moved back by the fake offset (a fixed offset: the
- *    session sets no clock rate). libfaketime wraps no other pthread_cond_* function. */
+ *    session sets no clock rate). libfaketime wraps no other pthread_cond_* function.
+ * 4. nanosleep, sleep, usleep, poll, ppoll, select, pselect, epoll_wait, epoll_pwait: libfaketime only
+ *    scales their timeouts by a clock rate (the session sets none) but waits with its "do not fake"
+ *    flag set, so a signal handler that reads the clock during the wait gets the real time: woken in
+ *    epoll_wait by its statement_timeout alarm, PostgreSQL saw the deadline a year away and re-armed
+ *    the alarm for a year. They go straight to glibc. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+static void *libc_symbol(const char *name, const char *version)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (libc == NULL) {
+        return NULL;
+    }
+    return version == NULL ? dlsym(libc, name) : dlvsym(libc, name, version);
+}
 
 /* 1. Sleeps on a real (monotonic) clock. */
 
@@ -93,12 +110,9 @@ static void die(const char *message)
 /* glibc's own functions (the versions every program since glibc 2.3.2 calls), not libfaketime's. */
 static void find_glibc_conds(void)
 {
-    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    if (libc != NULL) {
-        glibc_cond_init = (cond_init_fn)dlvsym(libc, "pthread_cond_init", "GLIBC_2.3.2");
-        glibc_cond_destroy = (cond_destroy_fn)dlvsym(libc, "pthread_cond_destroy", "GLIBC_2.3.2");
-        glibc_cond_timedwait = (cond_timedwait_fn)dlvsym(libc, "pthread_cond_timedwait", "GLIBC_2.3.2");
-    }
+    glibc_cond_init = (cond_init_fn)libc_symbol("pthread_cond_init", "GLIBC_2.3.2");
+    glibc_cond_destroy = (cond_destroy_fn)libc_symbol("pthread_cond_destroy", "GLIBC_2.3.2");
+    glibc_cond_timedwait = (cond_timedwait_fn)libc_symbol("pthread_cond_timedwait", "GLIBC_2.3.2");
     if (glibc_cond_init == NULL || glibc_cond_destroy == NULL || glibc_cond_timedwait == NULL) {
         die("libfaketime_fixes: glibc's pthread_cond_* (GLIBC_2.3.2) not found\n");
     }
@@ -155,3 +169,31 @@ int pthread_cond_timedwait(pthread_cond_t *cond, pthread_mutex_t *mutex, const s
     }
     return glibc_cond_timedwait(cond, mutex, &moved);
 }
+
+/* 4. Relative waits without libfaketime's "do not fake" flag. */
+
+#define STRAIGHT_TO_GLIBC(type, name, params, args)                    \
+    type name params                                                   \
+    {                                                                  \
+        static type(*glibc) params;                                    \
+        if (glibc == NULL) {                                           \
+            glibc = (type(*) params)libc_symbol(#name, NULL);          \
+        }                                                              \
+        return glibc args;                                             \
+    }
+
+STRAIGHT_TO_GLIBC(int, nanosleep, (const struct timespec *req, struct timespec *rem), (req, rem))
+STRAIGHT_TO_GLIBC(unsigned int, sleep, (unsigned int seconds), (seconds))
+STRAIGHT_TO_GLIBC(int, usleep, (useconds_t usec), (usec))
+STRAIGHT_TO_GLIBC(int, poll, (struct pollfd *fds, nfds_t n, int timeout), (fds, n, timeout))
+STRAIGHT_TO_GLIBC(int, ppoll, (struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask),
+                  (fds, n, timeout, mask))
+STRAIGHT_TO_GLIBC(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout),
+                  (n, r, w, e, timeout))
+STRAIGHT_TO_GLIBC(int, pselect,
+                  (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout, const sigset_t *mask),
+                  (n, r, w, e, timeout, mask))
+STRAIGHT_TO_GLIBC(int, epoll_wait, (int fd, struct epoll_event *events, int max, int timeout),
+                  (fd, events, max, timeout))
+STRAIGHT_TO_GLIBC(int, epoll_pwait, (int fd, struct epoll_event *events, int max, int timeout, const sigset_t *mask),
+                  (fd, events, max, timeout, mask))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -33,6 +34,19 @@ def _traversable_tmp() -> str | None:
     return None
 
 
+def _with_reachable_preloads(base: Path) -> dict[str, str]:
+    """The environment with LD_PRELOAD's libraries (the `future` session's libfaketime and its fixes)
+    copied into `base`, so that the server runs a year ahead like the rest of the process tree: as the
+    `postgres` user it may not reach them where they are (the checkout may sit in a root-only folder)."""
+    env = dict(os.environ)
+    libraries = re.split(r"[:\s]+", env.get("LD_PRELOAD", "").strip())
+    if libraries != [""]:
+        env["LD_PRELOAD"] = " ".join(
+            str(shutil.copy(lib, base / f"{n}-{Path(lib).name}")) for n, lib in enumerate(libraries)
+        )
+    return env
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,9 +66,7 @@ def postgres_server() -> Iterator[str]:
     if as_root:
         shutil.chown(base, "postgres")
     port = _free_port()
-    # the server is no part of the app under test: it keeps the real clock (the `future` session
-    # preloads libfaketime, under which statement_timeout never fires)
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "FAKETIME")}
+    env = _with_reachable_preloads(base) if as_root else dict(os.environ)
     try:
         subprocess.run(
             [
