@@ -1,6 +1,6 @@
 /* Loaded before libfaketime by the nox session `future` (noxfile.py), which moves the wall clock of the
  * whole process tree a year ahead with FAKETIME_DONT_FAKE_MONOTONIC=1 (monotonic clocks stay real).
- * It fixes three ways in which libfaketime 0.9.10 (Debian 12) itself breaks programs under it:
+ * It fixes four ways in which libfaketime 0.9.10 (Debian 12) itself breaks programs under it:
  *
  * 1. clock_nanosleep: libfaketime shifts the deadline of an absolute sleep on a monotonic clock by the
  *    fake offset although that clock is real, and the call fails with EINVAL: Python's time.sleep() is
@@ -9,10 +9,11 @@
  *    life of the process. It takes the lowest free descriptor, so in a child started with stdin or
  *    stdout closed it becomes fd 0 or 1 and the program cannot see that its stdin/stdout is closed.
  *    That descriptor is moved above 2.
- * 3. pthread_cond_init/destroy/timedwait: libfaketime wraps them to keep a table of the monotonic
- *    condition variables behind a lock that it destroys at exit, and an exiting CPython whose threads
- *    still wait for the GIL dies now and then ("take_gil: PyCOND_WAIT(gil->cond) failed"). They go
- *    straight to glibc here: a monotonic cond's deadline is real time already; a realtime cond's was
+ * 3. pthread_cond_init/destroy/timedwait: libfaketime keeps a table of the monotonic condition
+ *    variables (behind a lock it destroys at exit) and computes a monotonic cond's deadline from a
+ *    faked monotonic reading (it ignores FAKETIME_DONT_FAKE_MONOTONIC there), so every timed wait on
+ *    one returns at once: CPython's GIL waits spin, and now and then a CPython process died with
+ *    "take_gil: PyCOND_WAIT(gil->cond) failed". They go straight to glibc here: a monotonic cond's deadline is real time already; a realtime cond's was
  *    computed from the fake wall clock, so it is moved back by the fake offset (a fixed offset: the
  *    session sets no clock rate). libfaketime wraps no other pthread_cond_* function.
  * 4. nanosleep, sleep, usleep, poll, ppoll, select, pselect, epoll_wait, epoll_pwait: libfaketime only
@@ -26,11 +27,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/epoll.h>
-#include <sys/select.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
