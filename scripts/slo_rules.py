@@ -639,7 +639,9 @@ def outputs(slo: SloFile, src_rel: str, sloth: str, clock: Clock = Clock()) -> d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--slo-file", type=Path, default=DEFAULT_SLO_FILE)
-    parser.add_argument("--out", type=Path, default=ROOT, help="write under this directory (the repository)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write under this directory (default: the repository)"
+    )
     parser.add_argument(
         "--check", action="store_true", help="compare with the files under --out, write nothing"
     )
@@ -658,6 +660,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_scale < 1:
         print(f"slo_rules: --time-scale {args.time_scale}: use a whole number >= 1", file=sys.stderr)
         return 2
+    if args.out is None:
+        if args.time_scale != 1 and not args.check:
+            print(
+                f"slo_rules: --time-scale {args.time_scale} writes test rules: give --out DIR"
+                " (without it they would overwrite the product's rules in the repository)",
+                file=sys.stderr,
+            )
+            return 2
+        args.out = ROOT
     if not Path(args.sloth).is_file():
         print(f"slo_rules: {args.sloth} not found: run `scripts/build-tools.sh sloth`", file=sys.stderr)
         return 2

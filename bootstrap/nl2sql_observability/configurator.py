@@ -146,21 +146,21 @@ class Telemetry:
                 _quiet_shutdown(exporter)
             _log.debug("telemetry shutdown exceeded %.1fs; unsent telemetry dropped", budget)
         if self.health is not None:
-            self._count_still_queued(self.health)
-            self.health.warn_unsent()  # once: what never reached the collector (a short-lived app)
+            self.health.warn_unsent(self._still_queued)  # once: what never reached the collector
         return done
 
-    def _count_still_queued(self, health: ExportHealth) -> None:
-        """Items a batch processor never handed to its exporter (the deadline came first) count as not
-        sent, so the exit summary names them as well as the failed exports."""
+    def _still_queued(self) -> list[tuple[str, str, int]]:
+        """(endpoint, signal, count) of the items each batch processor never handed to its exporter
+        (the deadline came first): the exit summary names them as well as the failed exports."""
+        left = []
         for processor, exporter in self.queued_exports:
             queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
             try:
-                left = len(queue) if queue is not None else 0
+                items = len(queue) if queue is not None else 0
             except Exception:  # an SDK without that queue: nothing to add
-                left = 0
-            if left:
-                health.sending(exporter.endpoint, exporter.signal, left)
+                items = 0
+            left.append((exporter.endpoint, exporter.signal, items))
+        return left
 
     def _shutdown_in_this_thread(self, deadline: float) -> bool:
         """Sequential shutdown within `deadline`: each batch processor's worker thread (started long

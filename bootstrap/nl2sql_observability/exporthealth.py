@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -164,10 +164,13 @@ class ExportHealth:
         # endpoint -> signal -> items handed to exports that have not succeeded (failed or in flight)
         self._unsent: dict[str, dict[str, int]] = {}
         self._last_reason: dict[str, str] = {}
+        self._summarized = False
 
     def sending(self, endpoint: str, signal: str, items: int) -> None:
         """`items` are being exported; until `sent` says otherwise, they count as not sent."""
         with self._lock:
+            if self._summarized:  # after the exit summary: an export starting now was counted there
+                return
             by_signal = self._unsent.setdefault(endpoint, {})
             by_signal[signal] = by_signal.get(signal, 0) + items
 
@@ -179,22 +182,33 @@ class ExportHealth:
     def unsent_summary(self) -> str | None:
         """One line saying what never reached which endpoint (None when everything was sent)."""
         with self._lock:
-            parts = []
-            for endpoint, by_signal in self._unsent.items():
-                counts = ", ".join(_count(n, sig) for sig, n in by_signal.items() if n)
-                if counts:
-                    reason = self._last_reason.get(endpoint, "not reachable")
-                    parts.append(f"{counts} to {endpoint} ({reason})")
+            return self._summary_locked()
+
+    def _summary_locked(self) -> str | None:
+        parts = []
+        for endpoint, by_signal in self._unsent.items():
+            counts = ", ".join(_count(n, sig) for sig, n in by_signal.items() if n)
+            if counts:
+                reason = self._last_reason.get(endpoint, "not reachable")
+                parts.append(f"{counts} to {endpoint} ({reason})")
         if not parts:
             return None
         return "telemetry not sent at exit: " + "; ".join(parts)
 
-    def warn_unsent(self) -> None:
-        """Log `unsent_summary` once (at exit: a short-lived app may never have seen a failure)."""
-        summary = self.unsent_summary()
+    def warn_unsent(self, still_queued: Callable[[], Iterable[tuple[str, str, int]]] | None = None) -> None:
+        """Log once, at exit, what never reached which endpoint (a short-lived app may never have
+        seen a failure): the exports that did not succeed, plus the items `still_queued` says the
+        batch processors hold as (endpoint, signal, count). Both are read under one lock and later
+        exports are not counted, so an item taken from a queue now is not counted twice."""
+        with self._lock:
+            for endpoint, signal, items in still_queued() if still_queued is not None else ():
+                if items:
+                    by_signal = self._unsent.setdefault(endpoint, {})
+                    by_signal[signal] = by_signal.get(signal, 0) + items
+            summary = self._summary_locked()
+            self._unsent.clear()
+            self._summarized = True
         if summary is not None:
-            with self._lock:
-                self._unsent.clear()
             _log.warning("%s", summary)
 
     def record(self, endpoint: str, signal: str, ok: bool, reason: str | None = None) -> None:

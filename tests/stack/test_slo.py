@@ -117,6 +117,33 @@ def test_alertmanager_routes_pages_and_tickets(tool: Callable[[str], Path]) -> N
         assert proc.stdout.strip() == receiver, proc.stdout
 
 
+def test_alertmanager_drops_the_retired_grafana_pipeline_alerts(tool: Callable[[str], Path]) -> None:
+    # their titles, as the Grafana rules of earlier releases named them (alertname = the rule's title)
+    retired = load_yaml(ROOT / "grafana" / "provisioning" / "alerting" / "retired.yaml")["deleteRules"]
+    titles = (
+        "Telemetry is being dropped",
+        "A tail sampler is losing traces before deciding",
+        "The agent cannot deliver traces to the samplers",
+    )
+    assert len(titles) == len(retired)
+    for title in titles:
+        proc = run(
+            [tool("amtool"), "config", "routes", "test", "--config.file", AM_CONFIG, f'alertname="{title}"',
+             "severity=warning", "grafana_folder=NL2SQL"]
+        )  # fmt: skip
+        assert_ok(proc)
+        assert proc.stdout.strip() == "retired", (title, proc.stdout)
+    receivers = {r["name"]: r for r in load_yaml(AM_CONFIG)["receivers"]}
+    assert set(receivers["retired"]) == {"name"}, "the retired receiver must notify nobody"
+    # Prometheus' own pipeline alerts still reach the ticket receiver
+    proc = run(
+        [tool("amtool"), "config", "routes", "test", "--config.file", AM_CONFIG, "alertname=TelemetryDropped",
+         "severity=ticket", "component=telemetry-pipeline"]
+    )  # fmt: skip
+    assert_ok(proc)
+    assert proc.stdout.strip() == "ticket", proc.stdout
+
+
 def test_alertmanager_groups_by_service_and_page_inhibits_ticket() -> None:
     cfg = load_yaml(AM_CONFIG)
     assert {"alertname", "slo", "job", "deployment_environment_name"} <= set(cfg["route"]["group_by"])

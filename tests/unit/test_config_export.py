@@ -352,3 +352,17 @@ class _Capture:
 
     def force_flush(self, timeout_millis: int = 0) -> bool:
         return True
+
+
+def test_the_exit_summary_counts_queued_and_in_flight_items_once(caplog: pytest.LogCaptureFixture) -> None:
+    health = ExportHealth(min_interval_s=0)
+    endpoint = "http://127.0.0.1:4318/v1/logs"
+    health.sending(endpoint, "logs", 2)  # an export in flight that never succeeded
+    with caplog.at_level(logging.WARNING, logger="nl2sql_observability"):
+        health.warn_unsent(lambda: [(endpoint, "logs", 3), (endpoint, "traces", 0)])
+        # the worker takes the queued items after the summary: they were counted there already
+        health.sending(endpoint, "logs", 3)
+        health.warn_unsent()
+    summaries = [r.getMessage() for r in caplog.records if "not sent at exit" in r.getMessage()]
+    assert summaries == [f"telemetry not sent at exit: 5 log records to {endpoint} (not reachable)"]
+    assert health.unsent_summary() is None

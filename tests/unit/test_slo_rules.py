@@ -112,6 +112,18 @@ def test_bad_time_scale_is_one_line_exit_2_nothing_written(
     assert not out.exists()
 
 
+def test_time_scale_without_out_refuses_to_overwrite_the_product_rules(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    committed = {p: p.read_bytes() for p in (ROOT / "prometheus" / "rules").glob("slo-*.yml")}
+    code = slo_rules.main(["--time-scale", "60", "--sloth", sys.executable])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "--out" in err, err
+    assert {p: p.read_bytes() for p in committed} == committed
+
+
 def test_time_scale_divides_every_duration() -> None:
     slo = slo_rules.load(ROOT / "slo" / "nl2sql.yml")
     clock = slo_rules.Clock(60)
