@@ -194,26 +194,30 @@ class PerHour(_Strict):
     _by = field_validator("by")(_labels)
 
 
-class Threshold(_Strict):
-    """A plain threshold: value over `window` above `above` for `for`, with the traffic floor."""
+class _Alert(_Strict):
+    """What every alert of our generator has: a name, the alert, its tier, window, `for`, floor."""
 
     name: str
     alert: str
-    engine: Literal["prometheus", "grafana"]
     description: str
     severity: Literal["page", "ticket"] = "ticket"
-    ratio: Ratio | None = None
-    quantile: Quantile | None = None
-    per_hour: PerHour | None = None
-    above: float
     window: str
     for_: str = Field(alias="for")
     min_events: int | None = Field(default=None, ge=0)
 
     _name = field_validator("name")(_slug)
     _durations = field_validator("window", "for_")(_duration)
-
     _alert = field_validator("alert")(_alert_name)
+
+
+class Threshold(_Alert):
+    """A plain threshold: value over `window` above `above` for `for`, with the traffic floor."""
+
+    engine: Literal["prometheus", "grafana"]
+    ratio: Ratio | None = None
+    quantile: Quantile | None = None
+    per_hour: PerHour | None = None
+    above: float
 
     def model_post_init(self, _: Any) -> None:
         if sum(x is not None for x in (self.ratio, self.quantile, self.per_hour)) != 1:
@@ -227,25 +231,14 @@ class Rate(_Strict):
     unit: str = Field(pattern=r"^[a-z][a-z ]{0,30}$")
 
 
-class PipelineAlert(_Strict):
+class PipelineAlert(_Alert):
     """An alert on the telemetry pipeline's own metrics (the collectors'): one per Prometheus, summed
     over every collector, no per-service split. Prometheus evaluates it."""
 
-    name: str
-    alert: str
-    description: str
     runbook: str
-    severity: Literal["page", "ticket"] = "ticket"
     ratio: Ratio | None = None
     rate: Rate | None = None
     above: float = Field(ge=0)
-    window: str
-    for_: str = Field(alias="for")
-    min_events: int | None = Field(default=None, ge=0)
-
-    _name = field_validator("name")(_slug)
-    _durations = field_validator("window", "for_")(_duration)
-    _alert = field_validator("alert")(_alert_name)
 
     def model_post_init(self, _: Any) -> None:
         if (self.ratio is None) == (self.rate is None):
