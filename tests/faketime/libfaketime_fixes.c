@@ -13,9 +13,10 @@
  *    variables (behind a lock it destroys at exit) and computes a monotonic cond's deadline from a
  *    faked monotonic reading (it ignores FAKETIME_DONT_FAKE_MONOTONIC there), so every timed wait on
  *    one returns at once: CPython's GIL waits spin, and now and then a CPython process died with
- *    "take_gil: PyCOND_WAIT(gil->cond) failed". They go straight to glibc here: a monotonic cond's deadline is real time already; a realtime cond's was
- *    computed from the fake wall clock, so it is moved back by the fake offset (a fixed offset: the
- *    session sets no clock rate). libfaketime wraps no other pthread_cond_* function.
+ *    "take_gil: PyCOND_WAIT(gil->cond) failed". They go straight to glibc here: a monotonic cond's
+ *    deadline is real time already; a realtime cond's was computed from the fake wall clock, so it is
+ *    moved back by the fake offset (a fixed offset: the session sets no clock rate). libfaketime wraps
+ *    no other pthread_cond_* function.
  * 4. nanosleep, sleep, usleep, poll, ppoll, select, pselect, epoll_wait, epoll_pwait: libfaketime only
  *    scales their timeouts by a clock rate (the session sets none) but waits with its "do not fake"
  *    flag set, so a signal handler that reads the clock during the wait gets the real time: woken in
