@@ -201,7 +201,11 @@ class ExportHealth:
         batch processors hold as (endpoint, signal, count). Both are read under one lock and later
         exports are not counted, so an item taken from a queue now is not counted twice."""
         with self._lock:
-            for endpoint, signal, items in still_queued() if still_queued is not None else ():
+            try:
+                queued = list(still_queued()) if still_queued is not None else []
+            except Exception:  # at exit: never raise; the failed exports are still reported
+                queued = []
+            for endpoint, signal, items in queued:
                 if items:
                     by_signal = self._unsent.setdefault(endpoint, {})
                     by_signal[signal] = by_signal.get(signal, 0) + items

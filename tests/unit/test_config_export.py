@@ -366,3 +366,15 @@ def test_the_exit_summary_counts_queued_and_in_flight_items_once(caplog: pytest.
     summaries = [r.getMessage() for r in caplog.records if "not sent at exit" in r.getMessage()]
     assert summaries == [f"telemetry not sent at exit: 5 log records to {endpoint} (not reachable)"]
     assert health.unsent_summary() is None
+
+
+def test_the_exit_summary_survives_a_queue_reader_that_raises(caplog: pytest.LogCaptureFixture) -> None:
+    health = ExportHealth(min_interval_s=0)
+    health.sending("http://127.0.0.1:4318/v1/traces", "traces", 4)
+
+    def broken() -> list[tuple[str, str, int]]:
+        raise RuntimeError("an SDK whose processor changed shape")
+
+    with caplog.at_level(logging.WARNING, logger="nl2sql_observability"):
+        health.warn_unsent(broken)
+    assert any("4 spans to http://127.0.0.1:4318/v1/traces" in r.getMessage() for r in caplog.records)
