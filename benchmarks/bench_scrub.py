@@ -24,44 +24,12 @@ from nl2sql_observability.scrubbing._engine import project
 from nl2sql_observability.scrubbing._rules import MARKER_CANDIDATE, Rule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
+from bench_forensics import QUESTION_WORDS, SCHEMA
 from test_scrub_linear import WORST_UNITS
 
-SCHEMA = (
-    "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT, country TEXT, created_at DATE);\n"
-    "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), "
-    "total NUMERIC(12,2), status TEXT, ordered_at TIMESTAMP);\n"
-    "CREATE TABLE users (id INTEGER, password_hash TEXT, api_key_id INTEGER);\n"
-)
+# the same prompt text as bench_forensics.py, plus the SQL an NL2SQL prompt carries
 WORDS = (
-    "show",
-    "me",
-    "the",
-    "top",
-    "10",
-    "customers",
-    "by",
-    "revenue",
-    "in",
-    "Q3",
-    "2026",
-    "for",
-    "region",
-    "EMEA",
-    "with",
-    "orders",
-    "above",
-    "1,234.56",
-    "grouped",
-    "by",
-    "month",
-    "since",
-    "2026-01-01",
-    "excluding",
-    "refunds",
-    "version",
-    "1.45.1",
-    "trace",
-    "4bf92f3577b34da6a3ce929d0e0e4736",
+    *QUESTION_WORDS,
     "SELECT",
     "name,",
     "SUM(total)",
