@@ -169,9 +169,7 @@ class Scrubber:
                 f"{setting}: {kind}={source!r} matches the empty text; make it match something"
             )
         try:
-            compiled = self.engine.compile(source)
-            if self.engine.name != "re2":
-                _refuse_backtracking(source)
+            compiled = self._compile_linear(source, source)
         except PatternRefused as exc:
             raise ScrubConfigError(
                 f"{setting}: {kind}={source!r} cannot run in linear time ({exc}); rewrite it without"
@@ -179,13 +177,19 @@ class Scrubber:
             ) from None
         return _UserPattern(kind, source, compiled, checked.groupindex.get("secret"))
 
+    def _compile_linear(self, pattern: str, source: str) -> Compiled:
+        """`pattern` on this scrubber's engine; PatternRefused unless it runs in linear time there
+        (RE2 refuses what it cannot run; on `re`, the user's `source` must not backtrack)."""
+        compiled = self.engine.compile(pattern)
+        if self.engine.name != "re2":
+            _refuse_backtracking(source)
+        return compiled
+
     def _allow_entry(self, source: str, setting: str) -> Compiled:
         _check_source(source, setting)
         _compile_python(source, setting)
         try:
-            compiled = self.engine.compile(f"(?:{source})\\z")
-            if self.engine.name != "re2":
-                _refuse_backtracking(source)
+            compiled = self._compile_linear(f"(?:{source})\\z", source)
         except PatternRefused as exc:
             raise ScrubConfigError(
                 f"{setting}: {source!r} cannot run in linear time ({exc}); list the exact values to keep,"
