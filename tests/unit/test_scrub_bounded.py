@@ -18,8 +18,8 @@ from nl2sql_observability.scrubbing import (
     set_scrubber,
 )
 from nl2sql_observability.settings import ConfigurationError, load_all
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 S = Scrubber()
 PEM_FLOOD = "-----BEGIN PRIVATE KEY-----!"
@@ -137,23 +137,14 @@ def test_huge_log_text_is_scrubbed_then_cut() -> None:
     assert "BEGIN" not in line["payload"]
 
 
-class _Capture(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def test_huge_span_text_is_scrubbed_then_cut() -> None:
     set_scrubber(Scrubber())
     tracer = TracerProvider().get_tracer("t")
     with tracer.start_as_current_span("s") as span:
         span.set_attribute("prompt", "ask " * 100_000 + "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0")
-    inner = _Capture()
+    inner = InMemorySpanExporter()
     ScrubbingSpanExporter(inner).export([span])  # type: ignore[list-item]
-    value = inner.spans[0].attributes["prompt"]  # type: ignore[index]
+    value = inner.get_finished_spans()[0].attributes["prompt"]  # type: ignore[index]
     assert isinstance(value, str)
     assert len(value) < MAX_TELEMETRY_CHARS + 100
     assert value.endswith("more chars]")

@@ -24,8 +24,8 @@ from nl2sql_observability.scrubbing import (
     scrub_value_capped,
     set_scrubber,
 )
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
 # (text put into the sink, the part of it that must never appear, even in part)
@@ -76,24 +76,15 @@ def _otel_record_value(text: str) -> str:
     return str(scrub_value_capped({"body": [text]})["body"][0])
 
 
-class _Capture(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def _span_texts(text: str) -> str:
     tracer = TracerProvider().get_tracer("t")
     with tracer.start_as_current_span(text) as span:
         span.set_attribute("prompt", text)
         span.add_event("e", {"exception.message": text})
         span.set_status(Status(StatusCode.ERROR, text))
-    inner = _Capture()
+    inner = InMemorySpanExporter()
     ScrubbingSpanExporter(inner).export([span])  # type: ignore[list-item]
-    out = inner.spans[0]
+    out = inner.get_finished_spans()[0]
     attributes, event = out.attributes or {}, out.events[0].attributes or {}
     texts = [out.name, attributes["prompt"], event["exception.message"], out.status.description or ""]
     return "\n".join(str(t) for t in texts)
